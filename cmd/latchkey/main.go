@@ -1,0 +1,89 @@
+// Command latchkey is the Latchkey authorization server and its operator CLI.
+//
+//	latchkey serve [--dev]       run the server (migrates first)
+//	latchkey migrate             bring the database schema up to date
+//	latchkey client ...          create, list, update, delete clients
+//	latchkey user ...            create and list users
+//
+// Every subcommand reads the same configuration (--config, LATCHKEY_*,
+// flags) and works while a server runs on the same database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latchkey:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError marks a command-line mistake (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `Latchkey — an OpenID Connect provider whose speciality is refresh tokens.
+
+Usage:
+  latchkey serve [--dev] [--addr ADDR] [--issuer URL]
+  latchkey migrate
+  latchkey client create --id ID (--secret SECRET | --public) --redirect-uri URI [--redirect-uri URI ...]
+                         [--name NAME] [--scope "openid offline_access ..."]
+                         [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only]
+  latchkey client update --id ID [--name NAME] [--redirect-uri URI ...] [--scope ...]
+                         [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only=true|false]
+  latchkey client list
+  latchkey client delete --id ID
+  latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL]
+  latchkey user list
+
+Every command accepts --config FILE and --database DSN (env LATCHKEY_DATABASE).
+See docs/cli.md and docs/configuration.md.
+`
+
+// env looks up environment variables (os.LookupEnv outside tests).
+type env func(string) (string, bool)
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup env) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("missing command")
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr, lookup)
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], stdout, stderr, lookup)
+	case "client":
+		return cmdClient(ctx, args[1:], stdout, stderr, lookup)
+	case "user":
+		return cmdUser(ctx, args[1:], stdin, stdout, stderr, lookup)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usagef("unknown command %q", args[0])
+}

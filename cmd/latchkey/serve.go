@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/demo"
+	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/server"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
+	var c commonFlags
+	fs := newFlagSet("serve", stderr, &c)
+	dev := fs.Bool("dev", false, "development mode: demo user and clients, generated master key")
+	addr := fs.String("addr", "", "listen address (overrides LATCHKEY_ADDR)")
+	issuer := fs.String("issuer", "", "issuer URL (overrides LATCHKEY_ISSUER)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c, lookup)
+	if err != nil {
+		return err
+	}
+	if *dev {
+		cfg.Dev = true
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *issuer != "" {
+		cfg.Issuer = *issuer
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := newLogger(cfg, stderr)
+	master, generated, err := masterKey(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(ctx, cfg, server.Options{Store: st, MasterKey: master, Log: log})
+	if err != nil {
+		return err
+	}
+	handler := srv.Handler()
+	var seeded *demo.Seeded
+	if cfg.Dev {
+		if seeded, err = demo.Seed(ctx, st, cfg.Issuer); err != nil {
+			return fmt.Errorf("dev data: %w", err)
+		}
+		handler = demo.Mount(handler, cfg.Issuer, log)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go srv.Sweep(sweepCtx)
+
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer), slog.Bool("dev", cfg.Dev))
+	if cfg.Dev {
+		printDevBanner(stdout, cfg, ln.Addr().String(), generated, seeded)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful shutdown: finish in-flight requests.
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// masterKey returns the configured master key. In dev mode without one it
+// generates a key into a file beside the database, so restarts keep working,
+// and reports that it did.
+func masterKey(cfg config.Config) (keys.MasterKey, string, error) {
+	switch {
+	case cfg.MasterKey != "":
+		k, err := config.DecodeMasterKey(cfg.MasterKey)
+		return k, "", err
+	case cfg.MasterKeyFile != "":
+		b, err := os.ReadFile(cfg.MasterKeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("master key file: %w", err)
+		}
+		k, err := config.DecodeMasterKey(string(b))
+		return k, "", err
+	case !cfg.Dev:
+		return nil, "", errors.New("no master key: set LATCHKEY_MASTER_KEY (generate one with `openssl rand -base64 32`) or LATCHKEY_MASTER_KEY_FILE; or run with --dev")
+	}
+	path := "latchkey-dev.master-key"
+	if !strings.Contains(cfg.Database, "://") {
+		path = cfg.Database + ".master-key"
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		k, err := config.DecodeMasterKey(string(b))
+		return k, path, err
+	}
+	k := make([]byte, 32)
+	randRead(k)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, []byte(encodeKey(k)+"\n"), 0o600); err != nil {
+		return nil, "", fmt.Errorf("write dev master key: %w", err)
+	}
+	return k, path, nil
+}
+
+func printDevBanner(w io.Writer, cfg config.Config, addr, keyFile string, s *demo.Seeded) {
+	fmt.Fprintf(w, `
+  Latchkey is running in DEVELOPMENT MODE — do not use this for real users.
+
+  !! Master key: generated and stored UNENCRYPTED in %s
+  !! Set LATCHKEY_MASTER_KEY in production.
+
+  Issuer:        %s   (listening on %s)
+  Database:      %s
+  Demo user:     %s / %s
+  Demo clients:  %s (confidential, secret %s)
+                 %s (public, PKCE)
+
+  Try the whole flow in your browser:  %s/demo
+  Your account page:                   %s/account
+  Discovery:                           %s/.well-known/openid-configuration
+
+`, keyFile, cfg.Issuer, addr, cfg.Database, s.Username, s.Password, s.WebClientID, s.WebClientSecret, s.SPAClientID,
+		strings.TrimRight(cfg.Issuer, "/"), strings.TrimRight(cfg.Issuer, "/"), strings.TrimRight(cfg.Issuer, "/"))
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strings"
+
+	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/operator"
+)
+
+func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup env) error {
+	if len(args) == 0 {
+		return usagef("user: missing subcommand (create, list)")
+	}
+	var c commonFlags
+	fs := newFlagSet("user "+args[0], stderr, &c)
+	var run func(context.Context, config.Config) error
+	switch args[0] {
+	case "create":
+		username := fs.String("username", "", "username (what the user types to sign in)")
+		pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
+		name := fs.String("name", "", "full name")
+		email := fs.String("email", "", "email address")
+		run = func(ctx context.Context, cfg config.Config) error {
+			if *username == "" {
+				return usagef("user create: --username is required")
+			}
+			if !*pwStdin {
+				return usagef("user create: --password-stdin is required (passwords are never taken as arguments)")
+			}
+			pw, err := readPassword(stdin)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			v, err := operator.CreateUser(ctx, st, operator.UserSpec{Username: *username, Password: pw, Name: *name, Email: *email}, now())
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, v)
+		}
+	case "list":
+		run = func(ctx context.Context, cfg config.Config) error {
+			st, err := openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			us, err := st.ListUsers(ctx)
+			if err != nil {
+				return err
+			}
+			views := make([]operator.UserView, 0, len(us))
+			for _, u := range us {
+				views = append(views, operator.ViewUser(u))
+			}
+			return printJSON(stdout, views)
+		}
+	default:
+		return usagef("user: unknown subcommand %q (create, list)", args[0])
+	}
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c, lookup)
+	if err != nil {
+		return err
+	}
+	return run(ctx, cfg)
+}
+
+// readPassword reads the first line of r (without its line ending).
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}

@@ -1,0 +1,250 @@
+// Package config holds Latchkey's typed configuration. Values come, in
+// increasing precedence, from the defaults below, a YAML file (--config),
+// LATCHKEY_* environment variables and command-line flags. docs/configuration.md
+// lists every setting; keep it in sync with the field comments here.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Duration is a time.Duration that reads "90s", "10m", "720h" and also "30d".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration, with "d" accepted for days.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText renders the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ParseDuration parses a Go duration, also accepting a whole number of days ("30d").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return v, nil
+}
+
+// Config is the whole configuration. The env tag names the environment variable.
+type Config struct {
+	// Issuer is the public base URL; it is the `iss` of every token.
+	Issuer string `yaml:"issuer" env:"LATCHKEY_ISSUER"`
+	// Addr is the listen address of the public HTTP server.
+	Addr string `yaml:"addr" env:"LATCHKEY_ADDR"`
+	// Database is a SQLite file path, or a postgres:// URL.
+	Database string `yaml:"database" env:"LATCHKEY_DATABASE"`
+	// MasterKey (base64, 32 bytes) encrypts signing keys and TOTP secrets at
+	// rest and keys the refresh-token MAC. MasterKeyFile reads it from a file.
+	MasterKey     string `yaml:"master_key" env:"LATCHKEY_MASTER_KEY"`
+	MasterKeyFile string `yaml:"master_key_file" env:"LATCHKEY_MASTER_KEY_FILE"`
+
+	AccessTokenTTL Duration `yaml:"access_token_ttl" env:"LATCHKEY_ACCESS_TOKEN_TTL"`
+	IDTokenTTL     Duration `yaml:"id_token_ttl" env:"LATCHKEY_ID_TOKEN_TTL"`
+	// CodeTTL is the authorization code lifetime, at most 60s.
+	CodeTTL Duration `yaml:"code_ttl" env:"LATCHKEY_CODE_TTL"`
+	// RefreshIdle: a refresh token unused for this long expires (sliding).
+	RefreshIdle Duration `yaml:"refresh_idle" env:"LATCHKEY_REFRESH_IDLE"`
+	// RefreshAbsolute: a family ends this long after the original sign-in.
+	RefreshAbsolute Duration `yaml:"refresh_absolute" env:"LATCHKEY_REFRESH_ABSOLUTE"`
+	// RefreshGrace: how long a replay of the immediate predecessor is
+	// answered with the same successor instead of counting as reuse.
+	RefreshGrace Duration `yaml:"refresh_grace" env:"LATCHKEY_REFRESH_GRACE"`
+	// SessionTTL is how long a browser sign-in lasts.
+	SessionTTL Duration `yaml:"session_ttl" env:"LATCHKEY_SESSION_TTL"`
+	// SweepInterval is how often expired and dead rows are deleted.
+	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
+	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
+	// (OIDC's mandatory algorithm), ES256 or EdDSA.
+	SigningAlg string `yaml:"signing_alg" env:"LATCHKEY_SIGNING_ALG"`
+	// Templates is an optional directory whose files override the embedded pages.
+	Templates string `yaml:"templates" env:"LATCHKEY_TEMPLATES"`
+	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
+	LogFormat string `yaml:"log_format" env:"LATCHKEY_LOG_FORMAT"`
+	LogLevel  string `yaml:"log_level" env:"LATCHKEY_LOG_LEVEL"`
+	// Dev creates demo data and, when no master key is set, generates one
+	// into a file next to the database. Never use it in production.
+	Dev bool `yaml:"dev" env:"LATCHKEY_DEV"`
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		Issuer:          "http://localhost:8080",
+		Addr:            ":8080",
+		Database:        "latchkey.db",
+		AccessTokenTTL:  Duration(10 * time.Minute),
+		IDTokenTTL:      Duration(10 * time.Minute),
+		CodeTTL:         Duration(60 * time.Second),
+		RefreshIdle:     Duration(30 * 24 * time.Hour),
+		RefreshAbsolute: Duration(90 * 24 * time.Hour),
+		RefreshGrace:    Duration(5 * time.Second),
+		SessionTTL:      Duration(12 * time.Hour),
+		SweepInterval:   Duration(time.Minute),
+		SigningAlg:      "RS256",
+		LogFormat:       "json",
+		LogLevel:        "info",
+	}
+}
+
+// Load applies the file at path (if non-empty) and then the environment
+// (lookup is os.LookupEnv outside tests) on top of c.
+func (c *Config) Load(path string, lookup func(string) (string, bool)) error {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: empty file
+			return fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("env")
+		s, ok := lookup(name)
+		if name == "" || !ok {
+			continue
+		}
+		if err := setField(v.Field(i), s); err != nil {
+			return fmt.Errorf("config: %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func setField(f reflect.Value, s string) error {
+	switch f.Interface().(type) {
+	case Duration:
+		d, err := ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(Duration(d)))
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("invalid boolean %q", s)
+		}
+		f.SetBool(b)
+	case string:
+		f.SetString(s)
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate returns every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	u, err := url.Parse(c.Issuer)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		errs = append(errs, fmt.Errorf("issuer %q must be an absolute http(s) URL", c.Issuer))
+	case u.RawQuery != "" || u.Fragment != "":
+		// OIDC Discovery §3: the issuer has no query or fragment.
+		errs = append(errs, fmt.Errorf("issuer %q must not have a query or fragment", c.Issuer))
+	case u.Scheme == "http" && !c.Dev && !isLoopback(u.Hostname()):
+		errs = append(errs, fmt.Errorf("issuer %q must use https outside dev mode (http is allowed for localhost)", c.Issuer))
+	}
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr must be set"))
+	}
+	if c.Database == "" {
+		errs = append(errs, errors.New("database must be set"))
+	}
+	if c.MasterKey != "" {
+		if _, err := DecodeMasterKey(c.MasterKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	positive := map[string]Duration{
+		"access_token_ttl": c.AccessTokenTTL, "id_token_ttl": c.IDTokenTTL, "code_ttl": c.CodeTTL,
+		"refresh_idle": c.RefreshIdle, "refresh_absolute": c.RefreshAbsolute, "session_ttl": c.SessionTTL,
+		"sweep_interval": c.SweepInterval,
+	}
+	for _, k := range []string{"access_token_ttl", "id_token_ttl", "code_ttl", "refresh_idle", "refresh_absolute", "session_ttl", "sweep_interval"} {
+		if positive[k] <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", k))
+		}
+	}
+	if c.CodeTTL > Duration(60*time.Second) {
+		errs = append(errs, errors.New("code_ttl must be at most 60s (authorization codes are short-lived)"))
+	}
+	if c.RefreshGrace < 0 || c.RefreshGrace > Duration(time.Minute) {
+		errs = append(errs, errors.New("refresh_grace must be between 0s and 60s"))
+	}
+	if c.RefreshIdle > c.RefreshAbsolute {
+		errs = append(errs, errors.New("refresh_idle must not exceed refresh_absolute"))
+	}
+	switch c.SigningAlg {
+	case "RS256", "ES256", "EdDSA":
+	default:
+		errs = append(errs, fmt.Errorf("signing_alg %q must be RS256, ES256 or EdDSA", c.SigningAlg))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log_format %q must be json or text", c.LogFormat))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q must be debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// DecodeMasterKey decodes a base64 (std or url, padded or not) 32-byte key.
+func DecodeMasterKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != 32 {
+				return nil, fmt.Errorf("master key must decode to 32 bytes, got %d", len(b))
+			}
+			return b, nil
+		}
+	}
+	return nil, errors.New("master key must be base64 (generate one with: openssl rand -base64 32)")
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasSuffix(host, ".localhost")
+}

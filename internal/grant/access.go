@@ -1,0 +1,48 @@
+package grant
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/token"
+)
+
+// ErrInactive means an access token is not (or no longer) valid.
+var ErrInactive = errors.New("grant: access token inactive")
+
+// ActiveAccessToken verifies a JWT access token we issued and reports it
+// inactive when it is expired, revoked on its own, or from a family that has
+// ended (so revocation takes effect at once for userinfo and introspection).
+func ActiveAccessToken(ctx context.Context, st store.Store, km *keys.Manager, issuer string, now time.Time, raw string) (*token.AccessClaims, *store.Family, error) {
+	if raw == "" || len(raw) > token.MaxLen {
+		return nil, nil, ErrInactive
+	}
+	var c token.AccessClaims
+	if err := km.Verify(ctx, raw, token.TypeAccess, &c); err != nil {
+		return nil, nil, ErrInactive
+	}
+	if c.Issuer != issuer || now.Unix() >= c.Expiry || c.FamilyID == "" {
+		return nil, nil, ErrInactive
+	}
+	f, err := st.GetFamily(ctx, c.FamilyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrInactive
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !f.RevokedAt.IsZero() {
+		return nil, nil, ErrInactive
+	}
+	revoked, err := st.AccessTokenRevoked(ctx, c.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if revoked {
+		return nil, nil, ErrInactive
+	}
+	return &c, f, nil
+}

@@ -1,0 +1,153 @@
+package grant
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/family"
+	"github.com/latchkey-dev/latchkey/internal/oauth"
+	"github.com/latchkey-dev/latchkey/internal/store"
+)
+
+// refusalText explains each reason code to the app developer. Every refusal
+// tells the app what to do next: send the user through sign-in again.
+var refusalText = map[string]string{
+	oauth.ReasonUnknown:          "The refresh token is invalid, or was not issued to this client.",
+	oauth.ReasonReused:           "This refresh token was already used; as a precaution every token from this sign-in has been revoked.",
+	oauth.ReasonRevoked:          "This refresh token has been revoked.",
+	oauth.ReasonConsentWithdrawn: "The user withdrew this application's access.",
+	oauth.ReasonExpiredIdle:      "This refresh token expired because it was not used for too long.",
+	oauth.ReasonExpiredAbsolute:  "This refresh token reached its maximum lifetime.",
+	oauth.ReasonUserDisabled:     "The user's account is disabled.",
+	oauth.ReasonClientDeleted:    "The application was deleted.",
+	oauth.ReasonPolicyChanged:    "The application's sign-in policy changed and this sign-in no longer satisfies it.",
+	oauth.ReasonCredentials:      "The user's credentials changed or their sessions were revoked.",
+	oauth.ReasonCodeReplayed:     "The authorization code behind this token was used twice, so its tokens were revoked.",
+	oauth.ReasonOperator:         "An administrator revoked this refresh token.",
+}
+
+// refused is the invalid_grant answer for reason (RFC 6749 §5.2), with the
+// reason code in "error_reason".
+func refused(reason string) *oauth.Error {
+	text, ok := refusalText[reason]
+	if !ok {
+		text = "This refresh token is no longer valid."
+	}
+	return oauth.New(oauth.InvalidGrant, "%s Send the user through sign-in again.", text).WithReason(reason)
+}
+
+// maxRotateAttempts bounds re-reads after losing a rotation race. Losing
+// once is normal under concurrency (the re-read then sees the winner's
+// generation and answers from the grace window); losing repeatedly would
+// need several rotations to complete in between.
+const maxRotateAttempts = 4
+
+// refreshToken implements the refresh grant (RFC 6749 §6, OIDC Core §12,
+// RFC 9700 §4.14.2) with rotation, reuse detection and a grace window.
+// See docs/lifecycle.md.
+func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form url.Values) (*Response, error) {
+	raw := form.Get("refresh_token")
+	if raw == "" {
+		return nil, oauth.New(oauth.InvalidRequest, "The refresh_token parameter is missing.")
+	}
+	fid, gen, err := h.Refresh.Parse(raw)
+	if err != nil {
+		return nil, refused(oauth.ReasonUnknown)
+	}
+	requested := oauth.ParseScope(form.Get("scope"))
+	for attempt := 0; attempt < maxRotateAttempts; attempt++ {
+		f, err := h.Store.GetFamily(ctx, fid)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, refused(oauth.ReasonUnknown)
+		}
+		if err != nil {
+			return nil, oauth.Wrap(err, "load family")
+		}
+		audit := func(typ, reason string) {
+			h.Families.Audit(ctx, &store.AuditEvent{Type: typ, UserID: f.UserID, ClientID: f.ClientID, FamilyID: f.ID, Reason: reason})
+		}
+		// A token of another client gets the same answer as an unknown one
+		// (nothing is revealed), and does not end the owner's family.
+		if f.ClientID != client.ID || !f.Offline || gen > f.Generation {
+			audit(family.EventRefused, oauth.ReasonWrongClient)
+			return nil, refused(oauth.ReasonUnknown)
+		}
+		if !f.RevokedAt.IsZero() {
+			audit(family.EventRefused, f.RevokeReason)
+			return nil, refused(f.RevokeReason)
+		}
+		// end ends the family for reason and refuses.
+		end := func(reason, detail string) (*Response, error) {
+			if _, err := h.Families.End(ctx, store.FamilyFilter{ID: f.ID}, reason, detail); err != nil {
+				return nil, oauth.Wrap(err, "end family")
+			}
+			return nil, refused(reason)
+		}
+		now := h.now()
+		if !now.Before(f.AbsoluteExpiresAt) {
+			return end(oauth.ReasonExpiredAbsolute, "")
+		}
+		// RFC 6749 §6: the scope may narrow but never widen.
+		scopes := f.Scopes
+		if len(requested) > 0 {
+			if !oauth.Subset(requested, f.Scopes) {
+				return nil, oauth.New(oauth.InvalidScope, "The requested scope exceeds the scope originally granted.")
+			}
+			scopes = requested
+		}
+		switch {
+		case gen == f.Generation:
+			if !now.Before(f.IdleExpiresAt) {
+				return end(oauth.ReasonExpiredIdle, "")
+			}
+			user, err := h.Store.GetUser(ctx, f.UserID)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
+				return end(oauth.ReasonUserDisabled, "")
+			}
+			if err != nil {
+				return nil, oauth.Wrap(err, "load user")
+			}
+			idle, _ := h.refreshLifetimes(client)
+			next := minTime(now.Add(idle), f.AbsoluteExpiresAt)
+			err = h.Store.RotateFamily(ctx, f.ID, gen, now, next)
+			if errors.Is(err, store.ErrConflict) {
+				continue // lost a race: re-read and decide again
+			}
+			if err != nil {
+				return nil, oauth.Wrap(err, "rotate refresh token")
+			}
+			f.Generation, f.RotatedAt, f.LastUsedAt, f.IdleExpiresAt = gen+1, now, now, next
+			audit(family.EventRotated, "")
+			return h.answer(ctx, f, client, scopes, now)
+
+		case gen == f.Generation-1 && now.Sub(f.RotatedAt) <= h.Life.RefreshGrace:
+			// A retry after a lost response, or a concurrent refresh that
+			// lost the race: answer with the same successor, so the family
+			// stays one chain. Once the successor is used the family moves
+			// on and this case no longer matches.
+			audit(family.EventGraceReplay, "")
+			return h.answer(ctx, f, client, scopes, now)
+
+		default: // an older generation, or the predecessor after the window
+			if client.ReuseReportOnly {
+				// Report-only: record what would have been revoked, revoke
+				// nothing, and answer with the current generation.
+				audit(family.EventReuseReported, oauth.ReasonReused)
+				return h.answer(ctx, f, client, scopes, now)
+			}
+			return end(oauth.ReasonReused, "an already-rotated refresh token was presented")
+		}
+	}
+	return nil, oauth.New(oauth.TemporarilyUnavailable, "The refresh token is being used concurrently; retry the request.")
+}
+
+// answer mints the access (and ID) token and the family's current refresh token.
+func (h *Handler) answer(ctx context.Context, f *store.Family, client *store.Client, scopes []string, now time.Time) (*Response, error) {
+	resp, err := h.mint(ctx, f, client, scopes, "", now)
+	if err != nil {
+		return nil, err
+	}
+	return h.withRefresh(resp, f, f.Generation, now)
+}

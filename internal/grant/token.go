@@ -1,0 +1,173 @@
+// Package grant implements the token endpoint (RFC 6749 §3.2, §4.1.3, §6):
+// client authentication, one dispatcher, and one file per grant type. The
+// refresh grant is where Latchkey's rotation, reuse detection and grace
+// window live (refresh.go).
+package grant
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/family"
+	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/oauth"
+	"github.com/latchkey-dev/latchkey/internal/secret"
+	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/token"
+)
+
+// Lifetimes are the server-wide token lifetimes.
+type Lifetimes struct {
+	AccessToken     time.Duration
+	IDToken         time.Duration
+	RefreshIdle     time.Duration
+	RefreshAbsolute time.Duration
+	// RefreshGrace is how long after a rotation a replay of the predecessor
+	// is answered with the same successor.
+	RefreshGrace time.Duration
+}
+
+// Handler serves the token endpoint.
+type Handler struct {
+	Store    store.Store
+	Keys     *keys.Manager
+	Refresh  *token.RefreshCodec
+	Families *family.Service
+	Log      *slog.Logger
+	Issuer   string
+	Life     Lifetimes
+	Now      func() time.Time
+}
+
+// Mount registers the routes.
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.Handle("/token", httpx.Handle(h.Log, httpx.WriteOAuthError, h.token))
+}
+
+// Response is the successful token response (RFC 6749 §5.1, OIDC Core
+// §3.1.3.3). RefreshExpiresIn is the time left before the refresh token
+// expires if unused (idle expiry, capped by the absolute expiry);
+// RefreshAbsoluteExpiresAt is the family's fixed deadline (Unix seconds).
+type Response struct {
+	AccessToken              string `json:"access_token"`
+	TokenType                string `json:"token_type"`
+	ExpiresIn                int64  `json:"expires_in"`
+	Scope                    string `json:"scope,omitempty"`
+	IDToken                  string `json:"id_token,omitempty"`
+	RefreshToken             string `json:"refresh_token,omitempty"`
+	RefreshExpiresIn         int64  `json:"refresh_token_expires_in,omitempty"`
+	RefreshAbsoluteExpiresAt int64  `json:"refresh_token_absolute_expires_at,omitempty"`
+}
+
+func (h *Handler) now() time.Time { return h.Now().UTC().Truncate(time.Millisecond) }
+
+func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	form, err := httpx.ParseForm(w, r)
+	if err != nil {
+		return err
+	}
+	// RFC 6749 §3.2: credentials in the query string are refused.
+	if r.URL.RawQuery != "" {
+		return oauth.New(oauth.InvalidRequest, "Send token request parameters in the POST body, not in the URL.")
+	}
+	gt := form.Get("grant_type")
+	if gt == "" {
+		return oauth.New(oauth.InvalidRequest, "The grant_type parameter is missing.")
+	}
+	client, err := AuthenticateClient(ctx, h.Store, r, form)
+	if err != nil {
+		return err
+	}
+	var resp *Response
+	switch gt {
+	case "authorization_code":
+		if !slices.Contains(client.GrantTypes, gt) {
+			return oauth.New(oauth.UnauthorizedClient, "This client may not use the authorization_code grant.")
+		}
+		resp, err = h.authorizationCode(ctx, client, form)
+	case "refresh_token":
+		if !slices.Contains(client.GrantTypes, gt) {
+			return oauth.New(oauth.UnauthorizedClient, "This client may not use the refresh_token grant.")
+		}
+		resp, err = h.refreshToken(ctx, client, form)
+	default:
+		return oauth.New(oauth.UnsupportedGrantType, "Supported grant types are authorization_code and refresh_token.")
+	}
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// mint signs the access token (and ID token when openid was granted) for a
+// family and fills resp. scopes is the access token's scope (the family's,
+// or narrower on refresh); nonce is only set at the code exchange.
+func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Client, scopes []string, nonce string, now time.Time) (*Response, error) {
+	iat := now.Unix()
+	at := token.AccessClaims{
+		Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
+		IssuedAt: iat, Expiry: now.Add(h.Life.AccessToken).Unix(), ID: secret.Random(16),
+		ClientID: client.ID, Scope: oauth.JoinScope(scopes),
+		AuthTime: f.AuthTime.Unix(), ACR: f.ACR, AMR: f.AMR, FamilyID: f.ID,
+	}
+	if f.DPoPJKT != "" {
+		at.Confirmation = &token.Confirmation{JKT: f.DPoPJKT}
+	}
+	access, err := h.Keys.Sign(ctx, token.TypeAccess, at)
+	if err != nil {
+		return nil, oauth.Wrap(err, "sign access token")
+	}
+	resp := &Response{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(h.Life.AccessToken / time.Second), Scope: oauth.JoinScope(scopes)}
+	if slices.Contains(f.Scopes, oauth.ScopeOpenID) {
+		user, err := h.Store.GetUser(ctx, f.UserID)
+		if err != nil {
+			return nil, oauth.Wrap(err, "load user")
+		}
+		idc := token.IDClaims{
+			Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
+			IssuedAt: iat, Expiry: now.Add(h.Life.IDToken).Unix(), AuthTime: f.AuthTime.Unix(),
+			Nonce: nonce, ACR: f.ACR, AMR: f.AMR, AccessTokenHash: token.AccessTokenHash(access),
+		}
+		if slices.Contains(scopes, oauth.ScopeProfile) {
+			idc.Name, idc.PreferredUsername = user.Name, user.Username
+		}
+		if slices.Contains(scopes, oauth.ScopeEmail) {
+			idc.Email = user.Email
+		}
+		if resp.IDToken, err = h.Keys.Sign(ctx, token.TypeID, idc); err != nil {
+			return nil, oauth.Wrap(err, "sign ID token")
+		}
+	}
+	return resp, nil
+}
+
+// withRefresh adds the refresh token for generation gen and its expiries.
+func (h *Handler) withRefresh(resp *Response, f *store.Family, gen int64, now time.Time) (*Response, error) {
+	rt, err := h.Refresh.Mint(f.ID, gen)
+	if err != nil {
+		return nil, oauth.Wrap(err, "mint refresh token")
+	}
+	resp.RefreshToken = rt
+	resp.RefreshExpiresIn = max(int64(f.IdleExpiresAt.Sub(now)/time.Second), 1)
+	resp.RefreshAbsoluteExpiresAt = f.AbsoluteExpiresAt.Unix()
+	return resp, nil
+}
+
+// refreshLifetimes returns the client's refresh lifetimes (its overrides or
+// the server defaults).
+func (h *Handler) refreshLifetimes(c *store.Client) (idle, absolute time.Duration) {
+	idle, absolute = h.Life.RefreshIdle, h.Life.RefreshAbsolute
+	if c.RefreshIdle > 0 {
+		idle = c.RefreshIdle
+	}
+	if c.RefreshAbsolute > 0 {
+		absolute = c.RefreshAbsolute
+	}
+	return idle, absolute
+}

@@ -1,0 +1,191 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/store"
+)
+
+var familyTable = table{"families", []string{
+	"id", "client_id", "user_id", "scopes", "offline", "generation", "rotated_at", "auth_time",
+	"amr", "acr", "policy_version", "credential_epoch", "dpop_jkt", "created_at", "last_used_at",
+	"idle_expires_at", "absolute_expires_at", "revoked_at", "revoke_reason",
+}}
+
+func scanFamily(sc scanner) (*store.Family, error) {
+	var (
+		f                                    store.Family
+		scopes, amr                          string
+		rotated, authTime, created, lastUsed int64
+		idleExp, absExp, revoked             int64
+	)
+	err := sc.Scan(&f.ID, &f.ClientID, &f.UserID, &scopes, &f.Offline, &f.Generation, &rotated, &authTime,
+		&amr, &f.ACR, &f.PolicyVersion, &f.CredentialEpoch, &f.DPoPJKT, &created, &lastUsed,
+		&idleExp, &absExp, &revoked, &f.RevokeReason)
+	if err != nil {
+		return nil, err
+	}
+	f.Scopes, f.AMR = splitList(scopes), splitList(amr)
+	f.RotatedAt, f.AuthTime, f.CreatedAt, f.LastUsedAt = fromMS(rotated), fromMS(authTime), fromMS(created), fromMS(lastUsed)
+	f.IdleExpiresAt, f.AbsoluteExpiresAt, f.RevokedAt = fromMS(idleExp), fromMS(absExp), fromMS(revoked)
+	return &f, nil
+}
+
+// CreateFamily inserts f; store.ErrConflict if the id exists (a replayed
+// code exchange racing the first one).
+func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
+	var e encoder
+	args := []any{f.ID, f.ClientID, f.UserID, e.list("scopes", f.Scopes), f.Offline, f.Generation,
+		ms(f.RotatedAt), ms(f.AuthTime), e.list("amr", f.AMR), f.ACR, f.PolicyVersion, f.CredentialEpoch,
+		f.DPoPJKT, ms(f.CreatedAt), ms(f.LastUsedAt), ms(f.IdleExpiresAt), ms(f.AbsoluteExpiresAt),
+		ms(f.RevokedAt), f.RevokeReason}
+	if e.err != nil {
+		return fmt.Errorf("sqlstore: create family %q: %w", f.ID, e.err)
+	}
+	_, err := s.exec(ctx, familyTable.insertSQL(), args...)
+	return s.wrap(err, "create family %q", f.ID)
+}
+
+// GetFamily returns the family, revoked or not; store.ErrNotFound for an
+// unknown id.
+func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error) {
+	f, err := scanFamily(s.db.QueryRowContext(ctx, s.d.rebind(familyTable.selectSQL("WHERE id = ?")), id))
+	return f, s.wrap(err, "get family %q", id)
+}
+
+// RotateFamily is one compare-and-swap UPDATE: it only matches a live row
+// still at generation `from`, so of concurrent rotators exactly one changes
+// the row (PostgreSQL re-evaluates the WHERE clause after waiting for the
+// row lock; SQLite serialises writers). When nothing matched, a second read
+// tells store.ErrNotFound from store.ErrConflict.
+func (s *Store) RotateFamily(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time) error {
+	res, err := s.exec(ctx, `UPDATE families
+		SET generation = generation + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ?
+		WHERE id = ? AND generation = ? AND revoked_at = 0`,
+		ms(now), ms(now), ms(idleExpiresAt), id, from)
+	if err == nil {
+		err = mustAffect(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		err = s.existsOrNotFound(ctx, id)
+		if err == nil {
+			err = store.ErrConflict
+		}
+	}
+	return s.wrap(err, "rotate family %q from generation %d", id, from)
+}
+
+func (s *Store) existsOrNotFound(ctx context.Context, id string) error {
+	var one int
+	return s.db.QueryRowContext(ctx, s.d.rebind(`SELECT 1 FROM families WHERE id = ?`), id).Scan(&one)
+}
+
+// TouchFamily sets LastUsedAt; store.ErrNotFound for an unknown id.
+func (s *Store) TouchFamily(ctx context.Context, id string, now time.Time) error {
+	res, err := s.exec(ctx, `UPDATE families SET last_used_at = ? WHERE id = ?`, ms(now), id)
+	if err == nil {
+		err = mustAffect(res)
+	}
+	return s.wrap(err, "touch family %q", id)
+}
+
+// familyWhere builds the WHERE clause for f (without the keyword); it is
+// empty when f selects everything.
+func familyWhere(f store.FamilyFilter) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(col, v string) {
+		if v != "" {
+			conds = append(conds, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	add("id", f.ID)
+	add("user_id", f.UserID)
+	add("client_id", f.ClientID)
+	if f.LiveOnly {
+		conds = append(conds, "revoked_at = 0")
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// RevokeFamilies revokes, in one UPDATE, every live family matching f and
+// returns their ids sorted. Families already revoked keep their first time
+// and reason. A filter without ID, UserID or ClientID is an error: revoking
+// everything is never what a caller means. A zero now is an error too,
+// since revoked_at = 0 means alive.
+func (s *Store) RevokeFamilies(ctx context.Context, f store.FamilyFilter, reason string, now time.Time) ([]string, error) {
+	if f.ID == "" && f.UserID == "" && f.ClientID == "" {
+		return nil, errors.New("sqlstore: revoke families: empty filter")
+	}
+	if now.IsZero() {
+		return nil, errors.New("sqlstore: revoke families: zero time")
+	}
+	f.LiveOnly = true
+	where, args := familyWhere(f)
+	var ids []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, s.d.rebind(`UPDATE families SET revoked_at = ?, revoke_reason = ? WHERE `+
+			where+` RETURNING id`), append([]any{ms(now), reason}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.wrap(err, "revoke families")
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// ListFamilies returns the families matching f, oldest first.
+func (s *Store) ListFamilies(ctx context.Context, f store.FamilyFilter) ([]*store.Family, error) {
+	where, args := familyWhere(f)
+	if where != "" {
+		where = "WHERE " + where
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(familyTable.selectSQL(where+" ORDER BY created_at, id")), args...)
+	if err != nil {
+		return nil, s.wrap(err, "list families")
+	}
+	out, err := collect(rows, scanFamily)
+	return out, s.wrap(err, "list families")
+}
+
+// RevokeAccessToken records jti as revoked until expiresAt. Revoking twice
+// is not an error; the first expiry stands (it is the token's own).
+func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	_, err := s.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING`,
+		jti, ms(expiresAt))
+	return s.wrap(err, "revoke access token")
+}
+
+// AccessTokenRevoked reports whether jti is recorded as revoked. Entries
+// are kept until Sweep removes them after the token's expiry, when the
+// token is rejected for that reason anyway.
+func (s *Store) AccessTokenRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`), jti).Scan(&n)
+	if err != nil {
+		return false, s.wrap(err, "access token revoked")
+	}
+	return n > 0, nil
+}

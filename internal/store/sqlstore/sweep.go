@@ -1,0 +1,82 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// DefaultSweepBatch is the per-table batch Sweep uses when given batch <= 0.
+const DefaultSweepBatch = 1000
+
+// ephemeralFamilyGrace is how long, beyond keepDead, a family without a
+// refresh token (Offline=false) is kept after its creation: its access
+// tokens carry its id and must still resolve while they can be valid, and no
+// access token lives longer than this.
+const ephemeralFamilyGrace = 24 * time.Hour
+
+// sweepRule is one kind of dead row, deletable through an index on cond.
+type sweepRule struct {
+	table, key, cond string
+	args             []any
+}
+
+// Sweep deletes, per table, at most batch dead rows, and returns the total
+// deleted; callers repeat it until it returns 0 (or just run it
+// periodically). Each rule is its own short DELETE statement so SQLite's
+// single write lock is never held for long and several instances may sweep
+// at once (they only race to delete the same rows).
+//
+// Dead rows: sessions, auth requests and revoked-token entries at or past
+// their expiry; auth codes at or past expiry whether used or not (a used
+// code is kept until then so a replay is detected); families revoked more
+// than keepDead ago; offline families whose idle or absolute expiry passed
+// more than keepDead ago; families without a refresh token created more
+// than keepDead+24h ago.
+func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration, batch int) (int, error) {
+	if now.IsZero() {
+		return 0, errors.New("sqlstore: sweep: zero time")
+	}
+	if batch <= 0 {
+		batch = DefaultSweepBatch
+	}
+	nowMS := ms(now)
+	dead := ms(now.Add(-keepDead))
+	ephemeral := ms(now.Add(-keepDead - ephemeralFamilyGrace))
+	tables := [][]sweepRule{
+		{{"sessions", "id", "expires_at <= ?", []any{nowMS}}},
+		{{"auth_requests", "id", "expires_at <= ?", []any{nowMS}}},
+		{{"auth_codes", "id", "expires_at <= ?", []any{nowMS}}},
+		{{"revoked_tokens", "jti", "expires_at <= ?", []any{nowMS}}},
+		{
+			{"families", "id", "revoked_at > 0 AND revoked_at <= ?", []any{dead}},
+			{"families", "id", "offline = ? AND idle_expires_at > 0 AND idle_expires_at <= ?", []any{true, dead}},
+			{"families", "id", "offline = ? AND absolute_expires_at > 0 AND absolute_expires_at <= ?", []any{true, dead}},
+			{"families", "id", "offline = ? AND created_at <= ?", []any{false, ephemeral}},
+		},
+	}
+	total := 0
+	for _, rules := range tables {
+		left := batch
+		for _, r := range rules {
+			if left <= 0 {
+				break
+			}
+			// DELETE ... LIMIT is not portable (PostgreSQL lacks it, SQLite
+			// needs a compile option); a limited key subquery is.
+			q := "DELETE FROM " + r.table + " WHERE " + r.key + " IN (SELECT " + r.key + " FROM " + r.table +
+				" WHERE " + r.cond + " LIMIT ?)"
+			res, err := s.exec(ctx, q, append(r.args[:len(r.args):len(r.args)], left)...)
+			if err != nil {
+				return total, s.wrap(err, "sweep %s", r.table)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return total, s.wrap(err, "sweep %s", r.table)
+			}
+			left -= int(n)
+			total += int(n)
+		}
+	}
+	return total, nil
+}
