@@ -17,6 +17,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/store"
 	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
+	"github.com/latchkey-dev/latchkey/internal/testserver"
 	"github.com/latchkey-dev/latchkey/internal/token"
 )
 
@@ -33,13 +34,13 @@ type idClaims struct {
 	AtHash   string   `json:"at_hash"`
 }
 
-func verifyID(t *testing.T, ts *testServer, clientID string, tok *oauth2.Token) (*oidc.IDToken, idClaims) {
+func verifyID(t *testing.T, ts *testserver.Server, clientID string, tok *oauth2.Token) (*oidc.IDToken, idClaims) {
 	t.Helper()
 	raw, ok := tok.Extra("id_token").(string)
 	if !ok {
 		t.Fatal("no id_token in token response")
 	}
-	idt, err := ts.provider().Verifier(&oidc.Config{ClientID: clientID, Now: ts.Clock.Now}).Verify(context.Background(), raw)
+	idt, err := ts.Provider().Verifier(&oidc.Config{ClientID: clientID, Now: ts.Clock.Now}).Verify(context.Background(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +55,8 @@ func verifyID(t *testing.T, ts *testServer, clientID string, tok *oauth2.Token) 
 }
 
 func TestDiscoveryAndJWKS(t *testing.T) {
-	ts := newTestServer(t)
-	p := ts.provider() // go-oidc checks the issuer matches
+	ts := testserver.Start(t)
+	p := ts.Provider() // go-oidc checks the issuer matches
 	var meta map[string]any
 	if err := p.Claims(&meta); err != nil {
 		t.Fatal(err)
@@ -86,9 +87,9 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 // the real pages, exchange the code with client_secret_basic, verify the ID
 // token with go-oidc, call userinfo, and refresh with rotation.
 func TestCodeFlowConfidential(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(webClient, webSecret, "openid", "profile", "email", "offline_access")
-	tok := ts.login(cfg, alice, alicePW)
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "profile", "email", "offline_access")
+	tok := ts.Login(cfg, testserver.Alice, testserver.AlicePW)
 	if tok.TokenType != "Bearer" || tok.AccessToken == "" {
 		t.Fatalf("bad token %+v", tok)
 	}
@@ -100,11 +101,11 @@ func TestCodeFlowConfidential(t *testing.T) {
 			t.Errorf("token response lacks %s", k)
 		}
 	}
-	idt, c := verifyID(t, ts, webClient, tok)
+	idt, c := verifyID(t, ts, testserver.WebClient, tok)
 	if c.Nonce != "n-0S6_WzA2Mj" {
 		t.Errorf("nonce = %q", c.Nonce)
 	}
-	if c.Username != alice || c.Email != "alice@example.com" || c.AuthTime == 0 || !slices.Contains(c.AMR, "pwd") {
+	if c.Username != testserver.Alice || c.Email != "alice@example.com" || c.AuthTime == 0 || !slices.Contains(c.AMR, "pwd") {
 		t.Errorf("claims %+v", c)
 	}
 
@@ -115,7 +116,7 @@ func TestCodeFlowConfidential(t *testing.T) {
 	}
 
 	// userinfo accepts it.
-	ui, err := ts.provider().UserInfo(context.Background(), oauth2.StaticTokenSource(tok))
+	ui, err := ts.Provider().UserInfo(context.Background(), oauth2.StaticTokenSource(tok))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,118 +133,118 @@ func TestCodeFlowConfidential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.rememberToken(nt)
+	ts.RememberToken(nt)
 	if nt.RefreshToken == tok.RefreshToken || nt.AccessToken == tok.AccessToken {
 		t.Fatal("refresh did not rotate")
 	}
-	idt2, c2 := verifyID(t, ts, webClient, nt)
+	idt2, c2 := verifyID(t, ts, testserver.WebClient, nt)
 	if idt2.Subject != idt.Subject || c2.AuthTime != c.AuthTime || c2.IssuedAt <= c.IssuedAt || c2.Nonce != "" {
 		t.Errorf("refreshed ID token claims %+v, original %+v", c2, c)
 	}
 
 	// Once the grace window has passed, the rotated-out token no longer works.
 	ts.Clock.Advance(ts.Config.RefreshGrace.D() + time.Second)
-	r := ts.refresh(tok.RefreshToken, webClient, webSecret)
-	wantError(t, r, http.StatusBadRequest, "invalid_grant")
+	r := ts.Refresh(tok.RefreshToken, testserver.WebClient, testserver.WebSecret)
+	testserver.WantError(t, r, http.StatusBadRequest, "invalid_grant")
 }
 
 func TestCodeFlowClientSecretPost(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(webClient, webSecret, "openid", "offline_access")
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access")
 	cfg.Endpoint.AuthStyle = oauth2.AuthStyleInParams
-	tok := ts.login(cfg, bob, bobPW)
+	tok := ts.Login(cfg, testserver.Bob, testserver.BobPW)
 	if tok.RefreshToken == "" {
 		t.Fatal("no refresh token")
 	}
-	verifyID(t, ts, webClient, tok)
+	verifyID(t, ts, testserver.WebClient, tok)
 	// A short operator-chosen secret (argon2id-hashed) works too.
-	tok = ts.login(ts.oauth2Config(shortClient, shortSecret, "openid"), bob, bobPW)
-	verifyID(t, ts, shortClient, tok)
+	tok = ts.Login(ts.OAuth2Config(testserver.ShortClient, testserver.ShortSecret, "openid"), testserver.Bob, testserver.BobPW)
+	verifyID(t, ts, testserver.ShortClient, tok)
 }
 
 func TestCodeFlowPublicClient(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(spaClient, "", "openid", "offline_access")
-	tok := ts.login(cfg, alice, alicePW)
-	verifyID(t, ts, spaClient, tok)
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.SPAClient, "", "openid", "offline_access")
+	tok := ts.Login(cfg, testserver.Alice, testserver.AlicePW)
+	verifyID(t, ts, testserver.SPAClient, tok)
 	if tok.RefreshToken == "" {
 		t.Fatal("public client got no refresh token")
 	}
-	r := ts.refresh(tok.RefreshToken, spaClient, "")
-	if r.Status != 200 || r.str("refresh_token") == "" || r.str("id_token") == "" {
+	r := ts.Refresh(tok.RefreshToken, testserver.SPAClient, "")
+	if r.Status != 200 || r.Str("refresh_token") == "" || r.Str("id_token") == "" {
 		t.Fatalf("public refresh: %d %v", r.Status, r.Body)
 	}
 }
 
 // OIDC Core §11: no offline_access, no refresh token.
 func TestNoRefreshTokenWithoutOfflineAccess(t *testing.T) {
-	ts := newTestServer(t)
-	tok := ts.login(ts.oauth2Config(webClient, webSecret, "openid", "profile"), alice, alicePW)
+	ts := testserver.Start(t)
+	tok := ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "profile"), testserver.Alice, testserver.AlicePW)
 	if tok.RefreshToken != "" {
 		t.Fatal("refresh token issued without offline_access")
 	}
-	verifyID(t, ts, webClient, tok)
+	verifyID(t, ts, testserver.WebClient, tok)
 	// A client not allowed the refresh_token grant gets none either.
-	if _, err := ts.Store.UpdateClient(context.Background(), webClient, func(c *store.Client) error {
+	if _, err := ts.Store.UpdateClient(context.Background(), testserver.WebClient, func(c *store.Client) error {
 		c.GrantTypes = []string{"authorization_code"}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tok = ts.login(ts.oauth2Config(webClient, webSecret, "openid", "offline_access"), bob, bobPW)
+	tok = ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access"), testserver.Bob, testserver.BobPW)
 	if tok.RefreshToken != "" {
 		t.Fatal("refresh token issued to a client without the refresh_token grant")
 	}
 }
 
 func TestScopeNarrowingAndWidening(t *testing.T) {
-	ts := newTestServer(t)
-	tok := ts.login(ts.oauth2Config(webClient, webSecret, "openid", "profile", "offline_access"), alice, alicePW)
-	r := ts.refresh(tok.RefreshToken, webClient, webSecret, "scope", "openid")
-	if r.Status != 200 || r.str("scope") != "openid" {
+	ts := testserver.Start(t)
+	tok := ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "profile", "offline_access"), testserver.Alice, testserver.AlicePW)
+	r := ts.Refresh(tok.RefreshToken, testserver.WebClient, testserver.WebSecret, "scope", "openid")
+	if r.Status != 200 || r.Str("scope") != "openid" {
 		t.Fatalf("narrowing: %d %v", r.Status, r.Body)
 	}
 	// The family keeps its scope: the next refresh without scope gets it all back.
-	r2 := ts.refresh(r.str("refresh_token"), webClient, webSecret)
-	if r2.Status != 200 || !strings.Contains(r2.str("scope"), "profile") {
+	r2 := ts.Refresh(r.Str("refresh_token"), testserver.WebClient, testserver.WebSecret)
+	if r2.Status != 200 || !strings.Contains(r2.Str("scope"), "profile") {
 		t.Fatalf("after narrowing: %d %v", r2.Status, r2.Body)
 	}
-	r3 := ts.refresh(r2.str("refresh_token"), webClient, webSecret, "scope", "openid email")
-	wantError(t, r3, http.StatusBadRequest, "invalid_scope")
+	r3 := ts.Refresh(r2.Str("refresh_token"), testserver.WebClient, testserver.WebSecret, "scope", "openid email")
+	testserver.WantError(t, r3, http.StatusBadRequest, "invalid_scope")
 	// A refused widening does not burn the token.
-	if r4 := ts.refresh(r2.str("refresh_token"), webClient, webSecret); r4.Status != 200 {
+	if r4 := ts.Refresh(r2.Str("refresh_token"), testserver.WebClient, testserver.WebSecret); r4.Status != 200 {
 		t.Fatalf("after refused widening: %d %v", r4.Status, r4.Body)
 	}
 }
 
 func TestRefreshTokenOfAnotherClient(t *testing.T) {
-	ts := newTestServer(t)
-	tok := ts.login(ts.oauth2Config(webClient, webSecret, "openid", "offline_access"), alice, alicePW)
-	r := ts.refresh(tok.RefreshToken, otherClient, otherSecret)
-	wantError(t, r, http.StatusBadRequest, "invalid_grant")
-	unknown := ts.refresh("lkrt_not-a-real-token", otherClient, otherSecret)
-	if r.str("error_description") != unknown.str("error_description") || r.str("error_reason") != unknown.str("error_reason") {
+	ts := testserver.Start(t)
+	tok := ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access"), testserver.Alice, testserver.AlicePW)
+	r := ts.Refresh(tok.RefreshToken, testserver.OtherClient, testserver.OtherSecret)
+	testserver.WantError(t, r, http.StatusBadRequest, "invalid_grant")
+	unknown := ts.Refresh("lkrt_not-a-real-token", testserver.OtherClient, testserver.OtherSecret)
+	if r.Str("error_description") != unknown.Str("error_description") || r.Str("error_reason") != unknown.Str("error_reason") {
 		t.Errorf("another client's token is distinguishable from an unknown one: %v vs %v", r.Body, unknown.Body)
 	}
 	// The owner's family is untouched.
-	if r := ts.refresh(tok.RefreshToken, webClient, webSecret); r.Status != 200 {
+	if r := ts.Refresh(tok.RefreshToken, testserver.WebClient, testserver.WebSecret); r.Status != 200 {
 		t.Fatalf("owner refresh after foreign attempt: %d %v", r.Status, r.Body)
 	}
 }
 
 func TestClientAuthenticationFailures(t *testing.T) {
-	ts := newTestServer(t)
-	tok := ts.login(ts.oauth2Config(webClient, webSecret, "openid", "offline_access"), alice, alicePW)
+	ts := testserver.Start(t)
+	tok := ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access"), testserver.Alice, testserver.AlicePW)
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
 	for name, tc := range map[string]struct {
 		user, pass string
 		body       url.Values
 	}{
-		"bad basic secret":     {user: webClient, pass: "wrong-secret-wrong-secret-wrong-secret"},
+		"bad basic secret":     {user: testserver.WebClient, pass: "wrong-secret-wrong-secret-wrong-secret"},
 		"unknown basic client": {user: "nobody", pass: "whatever-secret"},
-		"bad post secret":      {body: url.Values{"client_id": {webClient}, "client_secret": {"nope-nope-nope"}}},
-		"missing secret":       {body: url.Values{"client_id": {webClient}}},
-		"public with secret":   {body: url.Values{"client_id": {spaClient}, "client_secret": {"anything-at-all"}}},
+		"bad post secret":      {body: url.Values{"client_id": {testserver.WebClient}, "client_secret": {"nope-nope-nope"}}},
+		"missing secret":       {body: url.Values{"client_id": {testserver.WebClient}}},
+		"public with secret":   {body: url.Values{"client_id": {testserver.SPAClient}, "client_secret": {"anything-at-all"}}},
 		"no client at all":     {},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -254,25 +255,25 @@ func TestClientAuthenticationFailures(t *testing.T) {
 			for k, v := range tc.body {
 				f[k] = v
 			}
-			r := ts.post("/token", f, tc.user, tc.pass)
-			wantError(t, r, http.StatusUnauthorized, "invalid_client")
+			r := ts.Post("/token", f, tc.user, tc.pass)
+			testserver.WantError(t, r, http.StatusUnauthorized, "invalid_client")
 			if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
 				t.Errorf("WWW-Authenticate = %q", r.Header.Get("WWW-Authenticate"))
 			}
 		})
 	}
 	// Two methods at once is a malformed request.
-	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_secret": {webSecret}}
-	wantError(t, ts.post("/token", f, webClient, webSecret), http.StatusBadRequest, "invalid_request")
+	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_secret": {testserver.WebSecret}}
+	testserver.WantError(t, ts.Post("/token", f, testserver.WebClient, testserver.WebSecret), http.StatusBadRequest, "invalid_request")
 	// None of the failures burnt the token.
-	if r := ts.refresh(tok.RefreshToken, webClient, webSecret); r.Status != 200 {
+	if r := ts.Refresh(tok.RefreshToken, testserver.WebClient, testserver.WebSecret); r.Status != 200 {
 		t.Fatalf("refresh after failed authentications: %d %v", r.Status, r.Body)
 	}
 }
 
 func TestMalformedTokenRequests(t *testing.T) {
-	ts := newTestServer(t)
-	basic := func(req *http.Request) { req.SetBasicAuth(webClient, webSecret) }
+	ts := testserver.Start(t)
+	basic := func(req *http.Request) { req.SetBasicAuth(testserver.WebClient, testserver.WebSecret) }
 	mk := func(method, ctype, body string) *http.Request {
 		req, _ := http.NewRequest(method, ts.URL+"/token", strings.NewReader(body))
 		if ctype != "" {
@@ -295,9 +296,9 @@ func TestMalformedTokenRequests(t *testing.T) {
 		{"duplicate grant_type", mk(http.MethodPost, form, "grant_type=refresh_token&grant_type=authorization_code"), 400, "invalid_request"},
 		{"missing grant_type", mk(http.MethodPost, form, "refresh_token=x"), 400, "invalid_request"},
 		{"unsupported grant", mk(http.MethodPost, form, "grant_type=password&username=a&password=b"), 400, "unsupported_grant_type"},
-		{"missing code", mk(http.MethodPost, form, "grant_type=authorization_code&redirect_uri="+url.QueryEscape(redirect)), 400, "invalid_request"},
+		{"missing code", mk(http.MethodPost, form, "grant_type=authorization_code&redirect_uri="+url.QueryEscape(testserver.Redirect)), 400, "invalid_request"},
 		{"missing refresh_token", mk(http.MethodPost, form, "grant_type=refresh_token"), 400, "invalid_request"},
-		{"unknown code", mk(http.MethodPost, form, "grant_type=authorization_code&code=lkac_nope&redirect_uri="+url.QueryEscape(redirect)), 400, "invalid_grant"},
+		{"unknown code", mk(http.MethodPost, form, "grant_type=authorization_code&code=lkac_nope&redirect_uri="+url.QueryEscape(testserver.Redirect)), 400, "invalid_grant"},
 		{"garbage refresh token", mk(http.MethodPost, form, "grant_type=refresh_token&refresh_token=%00%01"), 400, "invalid_grant"},
 		{"params in query", func() *http.Request {
 			r := mk(http.MethodPost, form, "grant_type=refresh_token&refresh_token=x")
@@ -307,8 +308,8 @@ func TestMalformedTokenRequests(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := ts.do(tc.req)
-			wantError(t, r, tc.status, tc.code)
+			r := ts.Do(tc.req)
+			testserver.WantError(t, r, tc.status, tc.code)
 			if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control = %q", cc)
 			}
@@ -318,33 +319,33 @@ func TestMalformedTokenRequests(t *testing.T) {
 
 // authStart begins an authorization request for the web client and returns
 // the browser's first response.
-func authURL(ts *testServer, params url.Values) string {
+func authURL(ts *testserver.Server, params url.Values) string {
 	return ts.URL + "/authorize?" + params.Encode()
 }
 
 func baseParams(clientID string) url.Values {
 	v := oauth2.GenerateVerifier()
 	return url.Values{
-		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "scope": {"openid offline_access"},
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {testserver.Redirect}, "scope": {"openid offline_access"},
 		"state": {"xyz"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(v)}, "code_challenge_method": {"S256"},
 	}
 }
 
 func TestAuthorizationRequestErrors(t *testing.T) {
-	ts := newTestServer(t)
-	// Errors that must not redirect (RFC 6749 §4.1.2.1): shown as a page.
+	ts := testserver.Start(t)
+	// Errors that must not testserver.Redirect (RFC 6749 §4.1.2.1): shown as a page.
 	for name, mod := range map[string]func(url.Values){
 		"unknown client":        func(v url.Values) { v.Set("client_id", "nope") },
 		"missing client":        func(v url.Values) { v.Del("client_id") },
-		"unregistered redirect": func(v url.Values) { v.Set("redirect_uri", redirect+"/x") },
+		"unregistered testserver.Redirect": func(v url.Values) { v.Set("redirect_uri", testserver.Redirect+"/x") },
 		"redirect prefix match": func(v url.Values) { v.Set("redirect_uri", "http://localhost:9999/callback?x=1") },
-		"missing redirect":      func(v url.Values) { v.Del("redirect_uri") },
-		"duplicate client_id":   func(v url.Values) { v.Add("client_id", webClient) },
+		"missing testserver.Redirect":      func(v url.Values) { v.Del("redirect_uri") },
+		"duplicate client_id":   func(v url.Values) { v.Add("client_id", testserver.WebClient) },
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := baseParams(webClient)
+			p := baseParams(testserver.WebClient)
 			mod(p)
-			page, res, err := ts.browser().Get(authURL(ts, p))
+			page, res, err := ts.Browser().Get(authURL(ts, p))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -362,22 +363,22 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 		mod    func(url.Values)
 		code   string
 	}{
-		"response_type token":   {webClient, func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type"},
-		"missing response_type": {webClient, func(v url.Values) { v.Del("response_type") }, "invalid_request"},
-		"unknown scope":         {webClient, func(v url.Values) { v.Set("scope", "openid admin") }, "invalid_scope"},
-		"pkce plain":            {webClient, func(v url.Values) { v.Set("code_challenge_method", "plain") }, "invalid_request"},
-		"pkce method missing":   {webClient, func(v url.Values) { v.Del("code_challenge_method") }, "invalid_request"},
-		"public without pkce": {spaClient, func(v url.Values) {
+		"response_type token":   {testserver.WebClient, func(v url.Values) { v.Set("response_type", "token") }, "unsupported_response_type"},
+		"missing response_type": {testserver.WebClient, func(v url.Values) { v.Del("response_type") }, "invalid_request"},
+		"unknown scope":         {testserver.WebClient, func(v url.Values) { v.Set("scope", "openid admin") }, "invalid_scope"},
+		"pkce plain":            {testserver.WebClient, func(v url.Values) { v.Set("code_challenge_method", "plain") }, "invalid_request"},
+		"pkce method missing":   {testserver.WebClient, func(v url.Values) { v.Del("code_challenge_method") }, "invalid_request"},
+		"public without pkce": {testserver.SPAClient, func(v url.Values) {
 			v.Del("code_challenge")
 			v.Del("code_challenge_method")
 		}, "invalid_request"},
-		"prompt none not signed in": {webClient, func(v url.Values) { v.Set("prompt", "none") }, "login_required"},
-		"request object":            {webClient, func(v url.Values) { v.Set("request", "eyJ...") }, "request_not_supported"},
+		"prompt none not signed in": {testserver.WebClient, func(v url.Values) { v.Set("prompt", "none") }, "login_required"},
+		"request object":            {testserver.WebClient, func(v url.Values) { v.Set("request", "eyJ...") }, "request_not_supported"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := baseParams(tc.client)
 			tc.mod(p)
-			_, res, err := ts.browser().Get(authURL(ts, p))
+			_, res, err := ts.Browser().Get(authURL(ts, p))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,84 +394,84 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 }
 
 func TestPKCEAtTokenEndpoint(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(spaClient, "", "openid")
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.SPAClient, "", "openid")
 	getCode := func(verifier string) string {
-		cb := ts.signIn(ts.browser(), cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), alice, alicePW)
+		cb := ts.SignIn(ts.Browser(), cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), testserver.Alice, testserver.AlicePW)
 		return cb.Query().Get("code")
 	}
-	ex := func(code, verifier string) tokenResponse {
-		f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "client_id": {spaClient}}
+	ex := func(code, verifier string) testserver.Response {
+		f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testserver.Redirect}, "client_id": {testserver.SPAClient}}
 		if verifier != "" {
 			f.Set("code_verifier", verifier)
 		}
-		return ts.post("/token", f, "", "")
+		return ts.Post("/token", f, "", "")
 	}
 	v := oauth2.GenerateVerifier()
-	wantError(t, ex(getCode(v), oauth2.GenerateVerifier()), 400, "invalid_grant")
-	wantError(t, ex(getCode(v), ""), 400, "invalid_grant")
-	wantError(t, ex(getCode(v), "short"), 400, "invalid_request")
+	testserver.WantError(t, ex(getCode(v), oauth2.GenerateVerifier()), 400, "invalid_grant")
+	testserver.WantError(t, ex(getCode(v), ""), 400, "invalid_grant")
+	testserver.WantError(t, ex(getCode(v), "short"), 400, "invalid_request")
 	if r := ex(getCode(v), v); r.Status != 200 {
 		t.Fatalf("right verifier: %d %v", r.Status, r.Body)
 	}
 	// A verifier without a challenge (PKCE downgrade) is refused.
-	conf := ts.oauth2Config(webClient, webSecret, "openid")
-	cb := ts.signIn(ts.browser(), conf.AuthCodeURL("s"), alice, alicePW)
-	f := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {redirect}, "code_verifier": {v}}
-	wantError(t, ts.post("/token", f, webClient, webSecret), 400, "invalid_grant")
+	conf := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid")
+	cb := ts.SignIn(ts.Browser(), conf.AuthCodeURL("s"), testserver.Alice, testserver.AlicePW)
+	f := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {testserver.Redirect}, "code_verifier": {v}}
+	testserver.WantError(t, ts.Post("/token", f, testserver.WebClient, testserver.WebSecret), 400, "invalid_grant")
 }
 
 func TestAuthorizationCodeRules(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(webClient, webSecret, "openid", "offline_access")
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access")
 	v := oauth2.GenerateVerifier()
 	code := func() string {
-		cb := ts.signIn(ts.browser(), cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(v)), alice, alicePW)
+		cb := ts.SignIn(ts.Browser(), cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(v)), testserver.Alice, testserver.AlicePW)
 		c := cb.Query().Get("code")
-		ts.remember(c)
+		ts.Remember(c)
 		return c
 	}
-	ex := func(code, clientID, secret, redirectURI string) tokenResponse {
-		return ts.post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {v}}, clientID, secret)
+	ex := func(code, clientID, secret, redirectURI string) testserver.Response {
+		return ts.Post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {v}}, clientID, secret)
 	}
 
 	t.Run("replay revokes what the code produced", func(t *testing.T) {
 		c := code()
-		first := ex(c, webClient, webSecret, redirect)
+		first := ex(c, testserver.WebClient, testserver.WebSecret, testserver.Redirect)
 		if first.Status != 200 {
 			t.Fatalf("first exchange: %d %v", first.Status, first.Body)
 		}
-		wantError(t, ex(c, webClient, webSecret, redirect), 400, "invalid_grant")
-		r := ts.refresh(first.str("refresh_token"), webClient, webSecret)
-		wantError(t, r, 400, "invalid_grant")
-		if r.str("error_reason") != "code_replayed" {
-			t.Errorf("error_reason = %q", r.str("error_reason"))
+		testserver.WantError(t, ex(c, testserver.WebClient, testserver.WebSecret, testserver.Redirect), 400, "invalid_grant")
+		r := ts.Refresh(first.Str("refresh_token"), testserver.WebClient, testserver.WebSecret)
+		testserver.WantError(t, r, 400, "invalid_grant")
+		if r.Str("error_reason") != "code_replayed" {
+			t.Errorf("error_reason = %q", r.Str("error_reason"))
 		}
 		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/userinfo", nil)
-		req.Header.Set("Authorization", "Bearer "+first.str("access_token"))
-		if ui := ts.do(req); ui.Status != 401 {
+		req.Header.Set("Authorization", "Bearer "+first.Str("access_token"))
+		if ui := ts.Do(req); ui.Status != 401 {
 			t.Errorf("userinfo with a token from a replayed code: %d", ui.Status)
 		}
 	})
 	t.Run("expires after 60s", func(t *testing.T) {
 		c := code()
 		ts.Clock.Advance(61 * time.Second)
-		wantError(t, ex(c, webClient, webSecret, redirect), 400, "invalid_grant")
+		testserver.WantError(t, ex(c, testserver.WebClient, testserver.WebSecret, testserver.Redirect), 400, "invalid_grant")
 	})
 	t.Run("issued to another client", func(t *testing.T) {
 		c := code()
-		wantError(t, ex(c, otherClient, otherSecret, redirect), 400, "invalid_grant")
+		testserver.WantError(t, ex(c, testserver.OtherClient, testserver.OtherSecret, testserver.Redirect), 400, "invalid_grant")
 	})
 	t.Run("redirect_uri must match", func(t *testing.T) {
 		c := code()
-		wantError(t, ex(c, webClient, webSecret, redirect+"x"), 400, "invalid_grant")
+		testserver.WantError(t, ex(c, testserver.WebClient, testserver.WebSecret, testserver.Redirect+"x"), 400, "invalid_grant")
 	})
 }
 
 func TestConsentRememberedAndDeny(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(webClient, webSecret, "openid", "offline_access")
-	b := ts.browser()
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access")
+	b := ts.Browser()
 	// First time: login then consent page.
 	page, _, err := b.Get(cfg.AuthCodeURL("s1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	if err != nil || page == nil || page.FormWith("password") == nil {
@@ -480,7 +481,7 @@ func TestConsentRememberedAndDeny(t *testing.T) {
 	if lf.Inputs["username"]["autocomplete"] != "username" || lf.Inputs["password"]["autocomplete"] != "current-password" {
 		t.Errorf("autocomplete attributes: %v", lf.Inputs)
 	}
-	page, _, err = b.Submit(lf, map[string]string{"username": alice, "password": alicePW}, "", "")
+	page, _, err = b.Submit(lf, map[string]string{"username": testserver.Alice, "password": testserver.AlicePW}, "", "")
 	if err != nil || page == nil || page.FormWith("decision") == nil {
 		t.Fatalf("expected the consent page: %v", err)
 	}
@@ -493,13 +494,13 @@ func TestConsentRememberedAndDeny(t *testing.T) {
 		t.Fatalf("deny: %v %v", res, err)
 	}
 	// Allow, then a second request goes straight through (consent remembered).
-	cb := ts.signIn(b, cfg.AuthCodeURL("s2", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), alice, alicePW)
+	cb := ts.SignIn(b, cfg.AuthCodeURL("s2", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), testserver.Alice, testserver.AlicePW)
 	if cb.Query().Get("code") == "" {
 		t.Fatal("no code after allow")
 	}
 	_, res, err = b.Get(cfg.AuthCodeURL("s3", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	if err != nil || res == nil || res.Redirect.Query().Get("code") == "" || res.Redirect.Query().Get("state") != "s3" {
-		t.Fatalf("remembered consent should redirect at once: %v %v", res, err)
+		t.Fatalf("remembered consent should testserver.Redirect at once: %v %v", res, err)
 	}
 	// prompt=consent asks again.
 	page, _, _ = b.Get(cfg.AuthCodeURL("s4", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("prompt", "consent")))
@@ -509,27 +510,27 @@ func TestConsentRememberedAndDeny(t *testing.T) {
 }
 
 func TestSignInPageSecurity(t *testing.T) {
-	ts := newTestServer(t)
-	cfg := ts.oauth2Config(webClient, webSecret, "openid")
-	b := ts.browser()
+	ts := testserver.Start(t)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid")
+	b := ts.Browser()
 	page, _, err := b.Get(cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lf := page.FormWith("password")
 	// A forged CSRF token is refused.
-	bad, _, err := b.Submit(lf, map[string]string{"username": alice, "password": alicePW, "csrf_token": "forged"}, "", "")
+	bad, _, err := b.Submit(lf, map[string]string{"username": testserver.Alice, "password": testserver.AlicePW, "csrf_token": "forged"}, "", "")
 	if err != nil || bad == nil || bad.Status != http.StatusForbidden {
 		t.Fatalf("forged CSRF token: %+v %v", bad, err)
 	}
 	// A fresh browser (no CSRF cookie) posting a stolen token is refused too.
-	other := ts.browser()
-	bad, _, err = other.Submit(lf, map[string]string{"username": alice, "password": alicePW}, "", "")
+	other := ts.Browser()
+	bad, _, err = other.Submit(lf, map[string]string{"username": testserver.Alice, "password": testserver.AlicePW}, "", "")
 	if err != nil || bad == nil || bad.Status != http.StatusForbidden {
 		t.Fatalf("cross-browser CSRF: %+v %v", bad, err)
 	}
 	// Wrong password and unknown user look the same.
-	p1, _, _ := b.Submit(lf, map[string]string{"username": alice, "password": "wrong password"}, "", "")
+	p1, _, _ := b.Submit(lf, map[string]string{"username": testserver.Alice, "password": "wrong password"}, "", "")
 	p2, _, _ := b.Submit(lf, map[string]string{"username": "mallory", "password": "wrong password"}, "", "")
 	if p1.Status != 401 || p2.Status != 401 || !strings.Contains(p1.Body, "incorrect") || !strings.Contains(p2.Body, "incorrect") {
 		t.Fatalf("bad credentials: %d %d", p1.Status, p2.Status)
@@ -537,7 +538,7 @@ func TestSignInPageSecurity(t *testing.T) {
 	// Session cookie attributes (read from the response that sets it).
 	noFollow := *b.Client
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := noFollow.PostForm(lf.Action.String(), url.Values{"username": {alice}, "password": {alicePW}, "csrf_token": lf.Fields["csrf_token"], "request": lf.Fields["request"]})
+	resp, err := noFollow.PostForm(lf.Action.String(), url.Values{"username": {testserver.Alice}, "password": {testserver.AlicePW}, "csrf_token": lf.Fields["csrf_token"], "request": lf.Fields["request"]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,9 +565,9 @@ func TestNoUsableSecretsAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ts := newTestServerOn(t, st)
-	tok := ts.login(ts.oauth2Config(webClient, webSecret, "openid", "offline_access"), alice, alicePW)
-	r := ts.refresh(tok.RefreshToken, webClient, webSecret)
+	ts := testserver.StartOn(t, st)
+	tok := ts.Login(ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access"), testserver.Alice, testserver.AlicePW)
+	r := ts.Refresh(tok.RefreshToken, testserver.WebClient, testserver.WebSecret)
 	var blob []byte
 	for _, suffix := range []string{"", "-wal"} {
 		b, err := os.ReadFile(path + suffix)
@@ -575,7 +576,7 @@ func TestNoUsableSecretsAtRest(t *testing.T) {
 		}
 		blob = append(blob, b...)
 	}
-	for _, s := range []string{tok.RefreshToken, r.str("refresh_token"), webSecret, alicePW, tok.AccessToken[:60]} {
+	for _, s := range []string{tok.RefreshToken, r.Str("refresh_token"), testserver.WebSecret, testserver.AlicePW, tok.AccessToken[:60]} {
 		if strings.Contains(string(blob), s) || strings.Contains(string(blob), strings.TrimPrefix(s, token.RefreshPrefix)) {
 			t.Errorf("the database file contains a secret (%.10s…)", s)
 		}

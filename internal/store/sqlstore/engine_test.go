@@ -1,0 +1,222 @@
+package sqlstore_test
+
+// Engine-level checks the conformance suite cannot make through the
+// store.Store interface: connection settings, migrating a fresh database
+// from several handles and processes at once, and several processes
+// writing to one SQLite file.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
+	"github.com/latchkey-dev/latchkey/internal/testdb"
+)
+
+func TestSQLiteSettings(t *testing.T) {
+	s := testdb.SQLite(t)
+	db := s.DB()
+	// One connection, so every PRAGMA reads the same connection's settings
+	// (each connection applies them when opened).
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, tc := range []struct{ pragma, want string }{
+		{"journal_mode", "wal"},
+		{"busy_timeout", "10000"},
+		{"foreign_keys", "1"},
+		{"synchronous", "1"}, // NORMAL
+	} {
+		var got string
+		if err := conn.QueryRowContext(t.Context(), "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", tc.pragma, err)
+		}
+		if got != tc.want {
+			t.Errorf("PRAGMA %s = %q, want %q", tc.pragma, got, tc.want)
+		}
+	}
+	if s.Engine() != "sqlite" || db.Stats().MaxOpenConnections != 8 {
+		t.Errorf("engine %q with %d connections, want sqlite with 8", s.Engine(), db.Stats().MaxOpenConnections)
+	}
+}
+
+// TestMigrateConcurrent migrates a fresh database from several handles at
+// once, as several server processes starting together would.
+func TestMigrateConcurrent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"SQLite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "fresh.db") }},
+		{"Postgres", func(t *testing.T) string { return testdb.PostgresEmptyDSN(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := tc.dsn(t)
+			const handles = 6
+			stores := make([]*sqlstore.Store, handles)
+			for i := range stores {
+				s, err := sqlstore.Open(t.Context(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				stores[i] = s
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			errs := make([]error, handles)
+			for i, s := range stores {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					errs[i] = s.Migrate(t.Context())
+				}()
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("migrator %d: %v", i, err)
+				}
+			}
+			if err := stores[0].Migrate(t.Context()); err != nil {
+				t.Fatalf("migrate again: %v", err)
+			}
+			var versions, applied int
+			err := stores[0].DB().QueryRowContext(t.Context(),
+				"SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations").Scan(&applied, &versions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if applied != versions || versions < 1 {
+				t.Fatalf("schema_migrations: %d rows for %d versions", applied, versions)
+			}
+			if _, err := stores[1].ListClients(t.Context()); err != nil {
+				t.Fatalf("schema unusable after concurrent migration: %v", err)
+			}
+		})
+	}
+}
+
+// Environment of TestSQLiteMultiProcess's child processes.
+const (
+	childPathEnv   = "LATCHKEY_SQLSTORE_CHILD_DB"
+	childFamilyEnv = "LATCHKEY_SQLSTORE_CHILD_FAMILY"
+)
+
+// TestSQLiteMultiProcess has several processes migrate one fresh SQLite file
+// at once and then rotate one family and append audit events as fast as
+// they can, as a CLI next to a running server would: no process may see
+// SQLITE_BUSY or any other error, and the compare-and-swap must count every
+// rotation exactly once.
+func TestSQLiteMultiProcess(t *testing.T) {
+	if path := os.Getenv(childPathEnv); path != "" {
+		if err := childWork(path, os.Getenv(childFamilyEnv)); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	path := filepath.Join(t.TempDir(), "shared.db")
+	family := "fam-multiprocess"
+
+	const procs = 4
+	type result struct {
+		out []byte
+		err error
+	}
+	results := make([]result, procs)
+	var wg sync.WaitGroup
+	for i := 0; i < procs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestSQLiteMultiProcess$", "-test.count=1")
+			cmd.Env = append(os.Environ(), childPathEnv+"="+path, childFamilyEnv+"="+family)
+			out, err := cmd.CombinedOutput()
+			results[i] = result{out, err}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("process %d: %v\n%s", i, r.err, r.out)
+		}
+	}
+
+	s, err := sqlstore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.GetFamily(t.Context(), family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.ListAudit(t.Context(), store.AuditFilter{FamilyID: family, Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every successful rotation appended one event, so the generation
+	// counts them exactly when the compare-and-swap held.
+	if int64(len(events)) != f.Generation || f.Generation < procs {
+		t.Fatalf("generation %d after %d recorded rotations", f.Generation, len(events))
+	}
+	t.Logf("%d processes made %d rotations", procs, f.Generation)
+}
+
+// childWork is one process of TestSQLiteMultiProcess: migrate, create the
+// family unless another process did, then for a while read the generation
+// and try to rotate from it, recording each win.
+func childWork(path, family string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := sqlstore.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	now := time.Now()
+	err = s.CreateFamily(ctx, &store.Family{ID: family, ClientID: "c", UserID: "u", Offline: true, CreatedAt: now})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	pid := strconv.Itoa(os.Getpid())
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		f, err := s.GetFamily(ctx, family)
+		if err != nil {
+			return err
+		}
+		err = s.RotateFamily(ctx, family, f.Generation, time.Now(), time.Now().Add(time.Hour))
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			continue
+		case err != nil:
+			return err
+		}
+		err = s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now(), Type: "refresh.rotated", FamilyID: family,
+			Detail: pid + " from " + strconv.FormatInt(f.Generation, 10)})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
