@@ -58,6 +58,12 @@ Usage:
   latchkey client delete --id ID
   latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL]
   latchkey user list
+  latchkey user disable|enable --username NAME
+  latchkey user set-password --username NAME --password-stdin [--keep-sessions]
+  latchkey grant list --username NAME
+  latchkey grant revoke --username NAME --client ID
+  latchkey token revoke --username NAME [--client ID]
+  latchkey audit list [--username NAME] [--client ID] [--limit N]
 
 Every command accepts --config FILE and --database DSN (env LATCHKEY_DATABASE).
 See docs/cli.md and docs/configuration.md.
@@ -80,6 +86,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdClient(ctx, args[1:], stdout, stderr, lookup)
 	case "user":
 		return cmdUser(ctx, args[1:], stdin, stdout, stderr, lookup)
+	case "grant":
+		return cmdGrant(ctx, args[1:], stdout, stderr, lookup)
+	case "token":
+		return cmdToken(ctx, args[1:], stdout, stderr, lookup)
+	case "audit":
+		return cmdAudit(ctx, args[1:], stdout, stderr, lookup)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 
 	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/operator"
+	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
 func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup env) error {
@@ -62,8 +65,43 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			}
 			return printJSON(stdout, views)
 		}
+	case "disable", "enable":
+		username := fs.String("username", "", "the user")
+		run = func(ctx context.Context, cfg config.Config) error {
+			if *username == "" {
+				return usagef("user %s: --username is required", args[0])
+			}
+			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+				if err := operator.SetDisabled(ctx, st, fam, *username, args[0] == "disable", now()); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%sd user %s\n", args[0], *username)
+				return nil
+			})
+		}
+	case "set-password":
+		username := fs.String("username", "", "the user")
+		pwStdin := fs.Bool("password-stdin", false, "read the new password from standard input")
+		keep := fs.Bool("keep-sessions", false, "do not end the user's refresh tokens")
+		run = func(ctx context.Context, cfg config.Config) error {
+			if *username == "" || !*pwStdin {
+				return usagef("user set-password: --username and --password-stdin are required")
+			}
+			pw, err := readPassword(stdin)
+			if err != nil {
+				return err
+			}
+			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+				n, err := operator.SetPassword(ctx, st, fam, *username, pw, cfg.RevokeOnPasswordChange && !*keep, now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "password changed; %d refresh token families ended\n", n)
+				return nil
+			})
+		}
 	default:
-		return usagef("user: unknown subcommand %q (create, list)", args[0])
+		return usagef("user: unknown subcommand %q (create, list, disable, enable, set-password)", args[0])
 	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
@@ -43,7 +44,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func ParseDuration(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
+		// Reject day counts that would overflow time.Duration (and wrap).
+		if err != nil || days < 0 || days > int(math.MaxInt64/int64(24*time.Hour)) {
 			return 0, fmt.Errorf("invalid duration %q", s)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
@@ -81,6 +83,9 @@ type Config struct {
 	RefreshGrace Duration `yaml:"refresh_grace" env:"LATCHKEY_REFRESH_GRACE"`
 	// SessionTTL is how long a browser sign-in lasts.
 	SessionTTL Duration `yaml:"session_ttl" env:"LATCHKEY_SESSION_TTL"`
+	// RevokeOnPasswordChange ends every refresh-token family of a user whose
+	// password changes.
+	RevokeOnPasswordChange bool `yaml:"revoke_on_password_change" env:"LATCHKEY_REVOKE_ON_PASSWORD_CHANGE"`
 	// SweepInterval is how often expired and dead rows are deleted.
 	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
 	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
@@ -99,20 +104,21 @@ type Config struct {
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{
-		Issuer:          "http://localhost:8080",
-		Addr:            ":8080",
-		Database:        "latchkey.db",
-		AccessTokenTTL:  Duration(10 * time.Minute),
-		IDTokenTTL:      Duration(10 * time.Minute),
-		CodeTTL:         Duration(60 * time.Second),
-		RefreshIdle:     Duration(30 * 24 * time.Hour),
-		RefreshAbsolute: Duration(90 * 24 * time.Hour),
-		RefreshGrace:    Duration(5 * time.Second),
-		SessionTTL:      Duration(12 * time.Hour),
-		SweepInterval:   Duration(time.Minute),
-		SigningAlg:      "RS256",
-		LogFormat:       "json",
-		LogLevel:        "info",
+		Issuer:                 "http://localhost:8080",
+		Addr:                   ":8080",
+		Database:               "latchkey.db",
+		AccessTokenTTL:         Duration(10 * time.Minute),
+		IDTokenTTL:             Duration(10 * time.Minute),
+		CodeTTL:                Duration(60 * time.Second),
+		RefreshIdle:            Duration(30 * 24 * time.Hour),
+		RefreshAbsolute:        Duration(90 * 24 * time.Hour),
+		RefreshGrace:           Duration(5 * time.Second),
+		SessionTTL:             Duration(12 * time.Hour),
+		SweepInterval:          Duration(time.Minute),
+		RevokeOnPasswordChange: true,
+		SigningAlg:             "RS256",
+		LogFormat:              "json",
+		LogLevel:               "info",
 	}
 }
 

@@ -46,6 +46,8 @@ type Handler struct {
 // Mount registers the routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.Handle("/token", httpx.Handle(h.Log, httpx.WriteOAuthError, h.token))
+	mux.Handle("/revoke", httpx.Handle(h.Log, httpx.WriteOAuthError, h.revoke))
+	mux.Handle("/introspect", httpx.Handle(h.Log, httpx.WriteOAuthError, h.introspect))
 }
 
 // Response is the successful token response (RFC 6749 §5.1, OIDC Core

@@ -335,12 +335,12 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 	ts := testserver.Start(t)
 	// Errors that must not testserver.Redirect (RFC 6749 §4.1.2.1): shown as a page.
 	for name, mod := range map[string]func(url.Values){
-		"unknown client":        func(v url.Values) { v.Set("client_id", "nope") },
-		"missing client":        func(v url.Values) { v.Del("client_id") },
+		"unknown client":                   func(v url.Values) { v.Set("client_id", "nope") },
+		"missing client":                   func(v url.Values) { v.Del("client_id") },
 		"unregistered testserver.Redirect": func(v url.Values) { v.Set("redirect_uri", testserver.Redirect+"/x") },
-		"redirect prefix match": func(v url.Values) { v.Set("redirect_uri", "http://localhost:9999/callback?x=1") },
+		"redirect prefix match":            func(v url.Values) { v.Set("redirect_uri", "http://localhost:9999/callback?x=1") },
 		"missing testserver.Redirect":      func(v url.Values) { v.Del("redirect_uri") },
-		"duplicate client_id":   func(v url.Values) { v.Add("client_id", testserver.WebClient) },
+		"duplicate client_id":              func(v url.Values) { v.Add("client_id", testserver.WebClient) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := baseParams(testserver.WebClient)

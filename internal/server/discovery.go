@@ -13,8 +13,10 @@ type Discovery struct {
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
 	JWKSURI                           string   `json:"jwks_uri"`
-	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
-	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
+	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	ResponseModesSupported            []string `json:"response_modes_supported"`
@@ -40,6 +42,8 @@ func (s *Server) discovery() Discovery {
 		TokenEndpoint:                     iss + "/token",
 		UserinfoEndpoint:                  iss + "/userinfo",
 		JWKSURI:                           iss + "/jwks",
+		RevocationEndpoint:                iss + "/revoke",
+		IntrospectionEndpoint:             iss + "/introspect",
 		ScopesSupported:                   []string{"openid", "profile", "email", "offline_access"},
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},
@@ -48,6 +52,8 @@ func (s *Server) discovery() Discovery {
 		IDTokenSigningAlgValuesSupported:  []string{s.keys.ActiveAlg()},
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
+		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post", "none"},
+		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post"},
 		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash", "name", "preferred_username", "email"},
 		PromptValuesSupported:             []string{"none", "login", "consent", "select_account"},
 		ACRValuesSupported:                []string{"urn:latchkey:acr:password", "urn:latchkey:acr:mfa"},

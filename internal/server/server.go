@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/latchkey-dev/latchkey/internal/account"
 	"github.com/latchkey-dev/latchkey/internal/authorize"
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/family"
@@ -82,6 +83,7 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 			RefreshIdle: cfg.RefreshIdle.D(), RefreshAbsolute: cfg.RefreshAbsolute.D(), RefreshGrace: cfg.RefreshGrace.D(),
 		},
 	}).Mount(mux)
+	(&account.Handler{Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log, Now: o.Now}).Mount(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.serveDiscovery)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.serveDiscovery)
 	mux.HandleFunc("GET /jwks", s.serveJWKS)

@@ -96,7 +96,7 @@ func PostgresEmptyDSN(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testdb: PostgreSQL at %s is unreachable: %v\n"+
 			"Start PostgreSQL, point %s at a reachable server, or set %s=off to skip PostgreSQL tests.",
-			redact(u), err, EnvPostgres, EnvPostgres)
+			u.Redacted(), err, EnvPostgres, EnvPostgres)
 	}
 	defer admin.Close()
 
@@ -158,9 +158,4 @@ func migrate(t testing.TB, dsn string) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
-}
-
-// redact hides a password in a DSN shown in a failure message.
-func redact(u *url.URL) string {
-	return u.Redacted()
 }

@@ -78,7 +78,9 @@ func (c *RefreshCodec) mac(msg []byte) []byte {
 // id and generation.
 func (c *RefreshCodec) Parse(tok string) (familyID string, gen int64, err error) {
 	body, ok := strings.CutPrefix(tok, RefreshPrefix)
-	if !ok || len(tok) > MaxLen || b64.DecodedLen(len(body)) != refreshRawLen {
+	// Exact length: base64 decoding skips \r and \n, so a looser check would
+	// accept many spellings of one token.
+	if !ok || len(tok) > MaxLen || len(body) != b64.EncodedLen(refreshRawLen) {
 		return "", 0, ErrMalformed
 	}
 	raw, err := b64.DecodeString(body)

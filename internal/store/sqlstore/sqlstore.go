@@ -120,24 +120,43 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxIdleTime(postgresConnMaxIdleTime)
 		db.SetConnMaxLifetime(postgresConnMaxLifetime)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	s := &Store{db: db, d: d, dsn: dsn}
+	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
+	if err == nil && d == sqliteDialect && !isSQLiteMemory(dsn) {
+		err = s.retry(ctx, func() error { return setWAL(ctx, db) })
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect to %s: %w", d.name, err)
 	}
-	return &Store{db: db, d: d, dsn: dsn}, nil
+	return s, nil
 }
 
-// sqliteDSN appends the connection settings Open documents to a SQLite path.
-// busy_timeout is applied first by the driver, so the journal_mode change
-// (which needs a lock the first time) waits instead of failing.
+// setWAL switches the database file to WAL journal mode. The mode is
+// persistent, so this is done once per Open rather than per connection:
+// converting a fresh file needs an exclusive lock and fails with
+// SQLITE_BUSY at once, without waiting for busy_timeout, when another
+// process is converting it at the same moment (seen with several processes
+// opening a new file), so the caller retries it.
+func setWAL(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal_mode is %q, want wal", mode)
+	}
+	return nil
+}
+
+// sqliteDSN appends the per-connection settings Open documents to a SQLite
+// path. The driver applies busy_timeout first. WAL mode is not among them:
+// it is a property of the file, set once by Open (see setWAL).
 func sqliteDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
-	if !isSQLiteMemory(path) {
-		q.Add("_pragma", "journal_mode(WAL)")
-	}
 	q.Set("_txlock", "immediate")
 	sep := "?"
 	if strings.Contains(path, "?") {

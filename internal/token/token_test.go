@@ -1,0 +1,229 @@
+package token
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+)
+
+var (
+	testKey  = bytes.Repeat([]byte{0x42}, 32)
+	otherKey = bytes.Repeat([]byte{0x43}, 32)
+	testFID  = base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef"))
+)
+
+func mustMint(t testing.TB, c *RefreshCodec, fid string, gen int64) string {
+	t.Helper()
+	tok, err := c.Mint(fid, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestRefreshRoundTrip(t *testing.T) {
+	c := NewRefreshCodec(testKey)
+	for _, gen := range []int64{0, 1, 2, 255, 256, 1 << 32, 1<<62 - 1, 1 << 62} {
+		tok := mustMint(t, c, testFID, gen)
+		if !strings.HasPrefix(tok, RefreshPrefix) || !IsRefreshToken(tok) {
+			t.Fatalf("token %q lacks the prefix", tok)
+		}
+		if len(tok) != len(RefreshPrefix)+76 {
+			t.Fatalf("token length %d, want %d", len(tok), len(RefreshPrefix)+76)
+		}
+		fid, g, err := c.Parse(tok)
+		if err != nil {
+			t.Fatalf("gen %d: %v", gen, err)
+		}
+		if fid != testFID || g != gen {
+			t.Fatalf("Parse = %q, %d; want %q, %d", fid, g, testFID, gen)
+		}
+	}
+	// Different generations give different tokens; minting is deterministic.
+	if mustMint(t, c, testFID, 1) == mustMint(t, c, testFID, 2) {
+		t.Error("generations 1 and 2 mint the same token")
+	}
+	if mustMint(t, c, testFID, 7) != mustMint(t, c, testFID, 7) {
+		t.Error("minting is not deterministic (the grace successor could not be recomputed)")
+	}
+}
+
+func TestRefreshLayout(t *testing.T) {
+	// Rebuild the token independently from the documented layout.
+	fid := []byte("0123456789abcdef")
+	msg := append([]byte{1}, fid...)
+	msg = binary.BigEndian.AppendUint64(msg, 5)
+	h := hmac.New(sha256.New, testKey)
+	h.Write(msg)
+	want := "lkrt_" + base64.RawURLEncoding.EncodeToString(h.Sum(msg))
+	if got := mustMint(t, NewRefreshCodec(testKey), testFID, 5); got != want {
+		t.Fatalf("Mint = %q, want %q", got, want)
+	}
+}
+
+func TestMintRejectsBadFamilyID(t *testing.T) {
+	c := NewRefreshCodec(testKey)
+	for _, fid := range []string{"", "short", base64.RawURLEncoding.EncodeToString(make([]byte, 17)), "!!!!!!!!!!!!!!!!!!!!!!", base64.StdEncoding.EncodeToString(make([]byte, 16))} {
+		if tok, err := c.Mint(fid, 1); err == nil {
+			t.Errorf("Mint(%q) = %q, want an error", fid, tok)
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	c := NewRefreshCodec(testKey)
+	tok := mustMint(t, c, testFID, 3)
+	body := strings.TrimPrefix(tok, RefreshPrefix)
+	raw, _ := base64.RawURLEncoding.DecodeString(body)
+
+	reencode := func(b []byte) string { return RefreshPrefix + base64.RawURLEncoding.EncodeToString(b) }
+	withMAC := func(msg []byte) string { // a correctly MACed message
+		h := hmac.New(sha256.New, testKey)
+		h.Write(msg)
+		return reencode(h.Sum(append([]byte(nil), msg...)))
+	}
+	wrongVersion := append([]byte(nil), raw[:25]...)
+	wrongVersion[0] = 2
+	hugeGen := append([]byte{1}, raw[1:17]...)
+	hugeGen = binary.BigEndian.AppendUint64(hugeGen, 1<<62+1)
+	negGen := append([]byte{1}, raw[1:17]...)
+	negGen = binary.BigEndian.AppendUint64(negGen, 1<<63)
+
+	tests := map[string]string{
+		"empty":                 "",
+		"prefix only":           RefreshPrefix,
+		"no prefix":             body,
+		"wrong prefix":          "lkat_" + body,
+		"upper-case prefix":     "LKRT_" + body,
+		"truncated by one":      tok[:len(tok)-1],
+		"truncated by four":     tok[:len(tok)-4],
+		"extra character":       tok + "A",
+		"extra block":           tok + "AAAA",
+		"padding":               tok + "=",
+		"std alphabet":          RefreshPrefix + base64.RawStdEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, 57)),
+		"other key":             mustMint(t, NewRefreshCodec(otherKey), testFID, 3),
+		"wrong version":         withMAC(wrongVersion),
+		"generation over 2^62":  withMAC(hugeGen),
+		"negative generation":   withMAC(negGen),
+		"newline inside":        tok[:40] + "\n" + tok[40:],
+		"CR inside":             tok[:40] + "\r" + tok[40:],
+		"trailing newline":      tok + "\n",
+		"space inside":          tok[:40] + " " + tok[40:],
+		"oversized":             RefreshPrefix + strings.Repeat("A", MaxLen),
+		"zero bytes right size": reencode(make([]byte, refreshRawLen)),
+		"mac cut short":         reencode(raw[:len(raw)-1]),
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			fid, gen, err := c.Parse(in)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Parse(%q) = %q, %d, %v; want ErrMalformed", in, fid, gen, err)
+			}
+			if fid != "" || gen != 0 {
+				t.Fatalf("Parse returned data with an error: %q %d", fid, gen)
+			}
+		})
+	}
+}
+
+func TestParseRejectsEveryBitFlip(t *testing.T) {
+	c := NewRefreshCodec(testKey)
+	tok := mustMint(t, c, testFID, 9)
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(tok, RefreshPrefix))
+	for i := range raw {
+		for bit := range 8 {
+			b := append([]byte(nil), raw...)
+			b[i] ^= 1 << bit
+			mod := RefreshPrefix + base64.RawURLEncoding.EncodeToString(b)
+			if _, _, err := c.Parse(mod); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("flipping bit %d of byte %d was accepted (err %v)", bit, i, err)
+			}
+		}
+	}
+	// And every character of the text form, replaced by another alphabet character.
+	for i := len(RefreshPrefix); i < len(tok); i++ {
+		repl := byte('A')
+		if tok[i] == 'A' {
+			repl = 'B'
+		}
+		mod := tok[:i] + string(repl) + tok[i+1:]
+		if _, _, err := c.Parse(mod); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("changing character %d was accepted", i)
+		}
+	}
+}
+
+func TestNewFamilyID(t *testing.T) {
+	fid := NewFamilyID(func(b []byte) {
+		for i := range b {
+			b[i] = byte(i)
+		}
+	})
+	if want := base64.RawURLEncoding.EncodeToString([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}); fid != want {
+		t.Fatalf("NewFamilyID = %q, want %q", fid, want)
+	}
+	if _, err := NewRefreshCodec(testKey).Mint(fid, 1); err != nil {
+		t.Fatalf("a new family id cannot be minted: %v", err)
+	}
+}
+
+func TestIsRefreshToken(t *testing.T) {
+	for s, want := range map[string]bool{"lkrt_x": true, "lkrt_": true, "lkrt": false, "": false, "eyJhbGciOi": false, " lkrt_x": false} {
+		if got := IsRefreshToken(s); got != want {
+			t.Errorf("IsRefreshToken(%q) = %v", s, got)
+		}
+	}
+}
+
+func TestAccessTokenHash(t *testing.T) {
+	// Computed independently: the left 128 bits of SHA-256, base64url.
+	for _, at := range []string{"", "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "eyJhbGciOiJSUzI1NiJ9.payload.sig"} {
+		sum := sha256.Sum256([]byte(at))
+		want := base64.RawURLEncoding.EncodeToString(sum[:16])
+		if got := AccessTokenHash(at); got != want {
+			t.Errorf("AccessTokenHash(%q) = %q, want %q", at, got, want)
+		}
+	}
+	// Fixed vector: SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223.
+	if got, want := AccessTokenHash("abc"), "ungWv48Bz-pBQUDeXa4iIw"; got != want {
+		t.Errorf("AccessTokenHash(abc) = %q, want %q", got, want)
+	}
+	if got := AccessTokenHash("abc"); len(got) != 22 {
+		t.Errorf("at_hash length %d, want 22", len(got))
+	}
+}
+
+func FuzzParseRefresh(f *testing.F) {
+	c := NewRefreshCodec(testKey)
+	for _, gen := range []int64{0, 1, 42, 1 << 40, 1 << 62} {
+		f.Add(mustMint(f, c, testFID, gen))
+	}
+	tok := mustMint(f, c, testFID, 5)
+	for _, s := range []string{"", RefreshPrefix, "lkrt_AAAA", tok[:len(tok)-1], tok + "A", tok[:30] + "\n" + tok[30:], "lkat_" + tok[5:], strings.Repeat("A", 81)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fid, gen, err := c.Parse(s)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Parse error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if gen < 0 || gen > 1<<62 {
+			t.Fatalf("Parse(%q) returned generation %d", s, gen)
+		}
+		again, err := c.Mint(fid, gen)
+		if err != nil {
+			t.Fatalf("Parse(%q) returned family %q that cannot be minted: %v", s, fid, err)
+		}
+		if again != s {
+			t.Fatalf("Parse accepted %q, which is not the canonical token %q", s, again)
+		}
+	})
+}
