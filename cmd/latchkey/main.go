@@ -54,12 +54,14 @@ Usage:
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only]
   latchkey client update --id ID [--name NAME] [--redirect-uri URI ...] [--scope ...]
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only=true|false]
+                         [--require-mfa | --no-require-mfa]
   latchkey client list
   latchkey client delete --id ID
-  latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL]
+  latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL] [--totp-secret BASE32]
   latchkey user list
   latchkey user disable|enable --username NAME
   latchkey user set-password --username NAME --password-stdin [--keep-sessions]
+  latchkey user revoke-sessions --username NAME
   latchkey grant list --username NAME
   latchkey grant revoke --username NAME --client ID
   latchkey token revoke --username NAME [--client ID]

@@ -45,6 +45,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
+	stopPprof, err := startPprof(lookup, log) // opt-in, loopback only (pprof.go)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	master, generated, err := masterKey(cfg)
 	if err != nil {
 		return err
@@ -129,16 +134,16 @@ func masterKey(cfg config.Config) (keys.MasterKey, string, error) {
 		}
 		k, err := config.DecodeMasterKey(string(b))
 		return k, "", err
-	case !cfg.Dev:
-		return nil, "", errors.New("no master key: set LATCHKEY_MASTER_KEY (generate one with `openssl rand -base64 32`) or LATCHKEY_MASTER_KEY_FILE; or run with --dev")
 	}
-	path := "latchkey-dev.master-key"
-	if !strings.Contains(cfg.Database, "://") {
-		path = cfg.Database + ".master-key"
-	}
+	// A dev server's generated key: used by the CLI too, so commands that
+	// need the key work next to a dev server on the same database.
+	path := devKeyPath(cfg)
 	if b, err := os.ReadFile(path); err == nil {
 		k, err := config.DecodeMasterKey(string(b))
 		return k, path, err
+	}
+	if !cfg.Dev {
+		return nil, "", errors.New("no master key: set LATCHKEY_MASTER_KEY (generate one with `openssl rand -base64 32`) or LATCHKEY_MASTER_KEY_FILE; or run with --dev")
 	}
 	k := make([]byte, 32)
 	randRead(k)
@@ -149,6 +154,14 @@ func masterKey(cfg config.Config) (keys.MasterKey, string, error) {
 		return nil, "", fmt.Errorf("write dev master key: %w", err)
 	}
 	return k, path, nil
+}
+
+// devKeyPath is where dev mode keeps its generated master key.
+func devKeyPath(cfg config.Config) string {
+	if strings.Contains(cfg.Database, "://") {
+		return "latchkey-dev.master-key"
+	}
+	return cfg.Database + ".master-key"
 }
 
 func printDevBanner(w io.Writer, cfg config.Config, addr, keyFile string, s *demo.Seeded) {

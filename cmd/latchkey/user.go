@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/family"
+	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/operator"
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -26,6 +27,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
 		name := fs.String("name", "", "full name")
 		email := fs.String("email", "", "email address")
+		totpSecret := fs.String("totp-secret", "", "enroll a TOTP second factor with this base32 secret")
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *username == "" {
 				return usagef("user create: --username is required")
@@ -42,7 +44,23 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				return err
 			}
 			defer st.Close()
-			v, err := operator.CreateUser(ctx, st, operator.UserSpec{Username: *username, Password: pw, Name: *name, Email: *email}, now())
+			spec := operator.UserSpec{Username: *username, Password: pw, Name: *name, Email: *email}
+			if *totpSecret != "" {
+				if err := mfa.ValidSecret(*totpSecret); err != nil {
+					return err
+				}
+				master, _, err := masterKey(cfg)
+				if err != nil {
+					return fmt.Errorf("--totp-secret needs the master key: %w", err)
+				}
+				codec, err := mfa.NewCodec(master)
+				if err != nil {
+					return err
+				}
+				secretB32 := mfa.Normalize(*totpSecret)
+				spec.Factor = func(userID string) []byte { return codec.Seal(userID, &mfa.Factor{Secret: secretB32}) }
+			}
+			v, err := operator.CreateUser(ctx, st, spec, now())
 			if err != nil {
 				return err
 			}
@@ -79,6 +97,21 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				return nil
 			})
 		}
+	case "revoke-sessions":
+		username := fs.String("username", "", "the user")
+		run = func(ctx context.Context, cfg config.Config) error {
+			if *username == "" {
+				return usagef("user revoke-sessions: --username is required")
+			}
+			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+				n, err := operator.RevokeSessions(ctx, st, fam, *username, now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "ended %d refresh token families of %s\n", n, *username)
+				return nil
+			})
+		}
 	case "set-password":
 		username := fs.String("username", "", "the user")
 		pwStdin := fs.Bool("password-stdin", false, "read the new password from standard input")
@@ -101,7 +134,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			})
 		}
 	default:
-		return usagef("user: unknown subcommand %q (create, list, disable, enable, set-password)", args[0])
+		return usagef("user: unknown subcommand %q (create, list, disable, enable, set-password, revoke-sessions)", args[0])
 	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/operator"
 	"github.com/latchkey-dev/latchkey/internal/session"
@@ -26,14 +27,24 @@ type Handler struct {
 	Sessions *session.Manager
 	Web      *web.Renderer
 	Families *family.Service
+	MFA      *mfa.Codec
 	Log      *slog.Logger
 	Now      func() time.Time
+	// IssuerName labels TOTP entries in authenticator apps.
+	IssuerName string
+	// RevokeOnMFAEnroll / RevokeOnMFARemove end the user's families when a
+	// second factor is enrolled / removed.
+	RevokeOnMFAEnroll, RevokeOnMFARemove bool
 }
 
 // Mount registers the routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /account", h.handle(h.page))
 	mux.Handle("POST /account/revoke", h.handle(h.revoke))
+	mux.Handle("GET /account/mfa/setup", h.handle(h.setupPage))
+	mux.Handle("POST /account/mfa/setup", h.handle(h.setup))
+	mux.Handle("GET /account/mfa/remove", h.handle(h.removePage))
+	mux.Handle("POST /account/mfa/remove", h.handle(h.remove))
 }
 
 func (h *Handler) handle(fn httpx.HandlerFunc) http.Handler {
@@ -79,7 +90,8 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return oauth.Wrap(err, "list grants")
 	}
-	d := web.AccountData{Username: u.Username, CSRFToken: h.Sessions.CSRFToken(w, r), SignOutAction: "/logout"}
+	d := web.AccountData{Username: u.Username, CSRFToken: h.Sessions.CSRFToken(w, r), SignOutAction: "/logout",
+		MFAEnrolled: u.TOTPSecret != nil, MFASetupURL: "/account/mfa/setup", MFARemoveURL: "/account/mfa/remove"}
 	if id := r.URL.Query().Get("revoked"); id != "" && len(id) <= 256 {
 		name := id
 		if c, err := h.Store.GetClient(r.Context(), id); err == nil && c.Name != "" {

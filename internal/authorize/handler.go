@@ -11,10 +11,12 @@ import (
 
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/secret"
 	"github.com/latchkey-dev/latchkey/internal/session"
 	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/throttle"
 	"github.com/latchkey-dev/latchkey/internal/token"
 	"github.com/latchkey-dev/latchkey/internal/web"
 )
@@ -31,6 +33,8 @@ type Handler struct {
 	Sessions *session.Manager
 	Web      *web.Renderer
 	Families *family.Service
+	Throttle *throttle.Limiter
+	MFA      *mfa.Codec
 	Log      *slog.Logger
 	Issuer   string
 	CodeTTL  time.Duration
@@ -65,7 +69,7 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, err error)
 	title := "Something went wrong"
 	msg := e.Description
 	switch {
-	case e.Code == oauth.ServerError:
+	case e.HTTPStatus() >= 500: // server_error, or temporarily_unavailable (database)
 		msg = "The server could not complete the request. Please try again."
 	case e.HTTPStatus() == http.StatusForbidden:
 		title = "Request refused"
@@ -159,6 +163,24 @@ func (h *Handler) resume(w http.ResponseWriter, r *http.Request, req *store.Auth
 			return fail(oauth.New(oauth.LoginRequired, "The user is not signed in."))
 		}
 		http.Redirect(w, r, "/login?request="+url.QueryEscape(req.ID), http.StatusSeeOther)
+		return nil
+	}
+	// The client's authentication policy, or acr_values asking for MFA
+	// (OIDC Core §3.1.2.1), need a session with a second factor.
+	client, err := h.Store.GetClient(ctx, req.ClientID)
+	if err != nil {
+		return fail(oauth.New(oauth.InvalidRequest, "The application is no longer registered.").WithCause(err))
+	}
+	if (client.RequireMFA || slices.Contains(req.ACRValues, oauth.ACRMFA)) && sess.ACR != oauth.ACRMFA {
+		if slices.Contains(req.Prompt, "none") {
+			return fail(oauth.New(oauth.InteractionRequired, "This application requires two-step verification; the user must sign in interactively."))
+		}
+		if user.TOTPSecret != nil {
+			http.Redirect(w, r, "/login?step=otp&request="+url.QueryEscape(req.ID), http.StatusSeeOther)
+		} else {
+			// Not enrolled yet: walk the user through enrollment first.
+			http.Redirect(w, r, "/account/mfa/setup?request="+url.QueryEscape(req.ID), http.StatusSeeOther)
+		}
 		return nil
 	}
 	consent, err := h.Store.GetConsent(ctx, user.ID, req.ClientID)

@@ -2,9 +2,11 @@ package authorize
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
@@ -17,6 +19,12 @@ import (
 // badCredentials is the one message for every failed sign-in, so the page
 // never tells whether a username exists.
 const badCredentials = "The username or password is incorrect."
+
+// throttled is the message for a throttled attempt; it reads the same for
+// every account, existing or not.
+func throttled(wait time.Duration) string {
+	return fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(wait.Minutes())+1)
+}
 
 func errCSRF() error {
 	return noRedirect(oauth.New(oauth.AccessDenied, "The form expired or was submitted from another site. Go back, reload the page and try again.").WithStatus(http.StatusForbidden))
@@ -48,10 +56,46 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int
 }
 
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
-	return h.renderLogin(w, r, http.StatusOK, r.URL.Query().Get("request"), "", "")
+	q := r.URL.Query()
+	// Step-up: a signed-in user whose request needs a second factor is
+	// asked for the code only (the session already proved the password).
+	if q.Get("step") == "otp" {
+		sess, user, err := h.currentUser(r.Context(), r)
+		if err != nil {
+			return err
+		}
+		if sess != nil && user.TOTPSecret != nil {
+			h.Sessions.SetPending(w, user.ID)
+			return h.renderOTP(w, r, http.StatusOK, q.Get("request"), user.Username, "")
+		}
+	}
+	return h.renderLogin(w, r, http.StatusOK, q.Get("request"), "", "")
 }
 
-// login checks the password and starts a browser session.
+func (h *Handler) renderOTP(w http.ResponseWriter, r *http.Request, status int, reqID, username, msg string) error {
+	d := web.LoginData{Action: "/login", CSRFToken: h.Sessions.CSRFToken(w, r), Username: username, Error: msg, NeedOTP: true}
+	if reqID != "" {
+		req, err := h.loadRequest(r.Context(), reqID)
+		if err != nil {
+			return err
+		}
+		d.ClientName = h.clientName(r, req.ClientID)
+		d.Hidden = map[string]string{"request": reqID}
+	}
+	return h.Web.Login(w, status, d)
+}
+
+// next sends the browser on after a completed sign-in.
+func next(w http.ResponseWriter, r *http.Request, reqID string) {
+	if reqID == "" {
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/authorize/continue?request="+url.QueryEscape(reqID), http.StatusSeeOther)
+}
+
+// login checks the password (then, for enrolled users, the second factor)
+// and starts a browser session.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	form, err := httpx.ParseForm(w, r)
@@ -62,29 +106,69 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		return errCSRF()
 	}
 	reqID := form.Get("request")
+	if form.Has("otp") {
+		return h.loginOTP(w, r, reqID, form.Get("otp"))
+	}
 	username, password := form.Get("username"), form.Get("password")
 	if username == "" || password == "" || len(username) > 256 || len(password) > secret.MaxSecret {
 		return h.renderLogin(w, r, http.StatusBadRequest, reqID, trunc(username), "Enter your username and password.")
+	}
+	if wait := h.Throttle.Check(ctx, r, username); wait > 0 {
+		return h.renderLogin(w, r, http.StatusTooManyRequests, reqID, username, throttled(wait))
 	}
 	user, err := h.Store.GetUserByUsername(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		secret.BurnPasswordCheck(password) // same time as a wrong password
+		h.Throttle.Fail(ctx, r, username)
 		return h.renderLogin(w, r, http.StatusUnauthorized, reqID, username, badCredentials)
 	case err != nil:
 		return oauth.Wrap(err, "load user")
 	}
 	if !secret.VerifyPassword(user.PasswordHash, password) || user.Disabled {
+		h.Throttle.Fail(ctx, r, username)
 		return h.renderLogin(w, r, http.StatusUnauthorized, reqID, username, badCredentials)
 	}
+	if user.TOTPSecret != nil {
+		h.Sessions.SetPending(w, user.ID)
+		return h.renderOTP(w, r, http.StatusOK, reqID, user.Username, "")
+	}
+	h.Throttle.Succeed(ctx, r, username)
 	if _, err := h.Sessions.Start(ctx, w, r, user.ID, []string{oauth.AMRPassword}, oauth.ACRPassword); err != nil {
 		return oauth.Wrap(err, "start session")
 	}
-	if reqID == "" {
-		http.Redirect(w, r, "/account", http.StatusSeeOther)
-		return nil
+	next(w, r, reqID)
+	return nil
+}
+
+// loginOTP finishes a sign-in with the second factor.
+func (h *Handler) loginOTP(w http.ResponseWriter, r *http.Request, reqID, code string) error {
+	ctx := r.Context()
+	uid, ok := h.Sessions.Pending(r)
+	if !ok {
+		return h.renderLogin(w, r, http.StatusUnauthorized, reqID, "", "Your sign-in timed out. Enter your password again.")
 	}
-	http.Redirect(w, r, "/authorize/continue?request="+url.QueryEscape(reqID), http.StatusSeeOther)
+	user, err := h.Store.GetUser(ctx, uid)
+	if err != nil || user.Disabled {
+		return h.renderLogin(w, r, http.StatusUnauthorized, reqID, "", "Your sign-in timed out. Enter your password again.")
+	}
+	if wait := h.Throttle.Check(ctx, r, user.Username); wait > 0 {
+		return h.renderOTP(w, r, http.StatusTooManyRequests, reqID, user.Username, throttled(wait))
+	}
+	ok, err = h.MFA.VerifyUser(ctx, h.Store, user.ID, code, h.now())
+	if err != nil {
+		return oauth.Wrap(err, "verify second factor")
+	}
+	if !ok {
+		h.Throttle.Fail(ctx, r, user.Username)
+		return h.renderOTP(w, r, http.StatusUnauthorized, reqID, user.Username, "That code is not valid. Try the newest code from your app.")
+	}
+	h.Throttle.Succeed(ctx, r, user.Username)
+	h.Sessions.ClearPending(w)
+	if _, err := h.Sessions.Start(ctx, w, r, user.ID, []string{oauth.AMRPassword, oauth.AMROTP, oauth.AMRMFA}, oauth.ACRMFA); err != nil {
+		return oauth.Wrap(err, "start session")
+	}
+	next(w, r, reqID)
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/latchkey-dev/latchkey/internal/demo"
+	"github.com/latchkey-dev/latchkey/internal/store"
 	"github.com/latchkey-dev/latchkey/internal/testserver"
 )
 
@@ -82,6 +85,7 @@ func wantConsentPage(t *testing.T, tb *tab, clientName string) string {
 }
 
 func TestBrowserSignInAndConsent(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	tb := newTab(t)
 	req := newAuthRequest(ts, oidc.ScopeOpenID, oidc.ScopeOfflineAccess)
@@ -160,6 +164,7 @@ func TestBrowserSignInAndConsent(t *testing.T) {
 }
 
 func TestBrowserDeny(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	tb := newTab(t)
 	req := newAuthRequest(ts, oidc.ScopeOpenID)
@@ -180,6 +185,7 @@ func TestBrowserDeny(t *testing.T) {
 }
 
 func TestBrowserWrongPassword(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	tb := newTab(t)
 	req := newAuthRequest(ts, oidc.ScopeOpenID)
@@ -188,6 +194,8 @@ func TestBrowserWrongPassword(t *testing.T) {
 	wantLoginPage(t, tb, "Web App")
 	const wrong = "not alice's password"
 	ts.Remember(wrong)
+	// The page comes back with status 401, which Chrome logs as a failed load.
+	tb.allowConsole("/login: Failed to load resource: the server responded with a status of 401")
 	signIn(tb, testserver.Alice, wrong)
 
 	if got := tb.text(`[role=alert]`); !strings.Contains(got, "incorrect") {
@@ -213,6 +221,7 @@ func TestBrowserWrongPassword(t *testing.T) {
 // TestBrowserDemoApp is what a newcomer does in dev mode: open /demo, sign
 // in through the real pages, allow, see the tokens, refresh.
 func TestBrowserDemoApp(t *testing.T) {
+	t.Parallel()
 	var demoLogs testserver.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&demoLogs, nil))
 	ts := testserver.Start(t, testserver.WithWrap(func(h http.Handler, issuer string) http.Handler {
@@ -230,6 +239,9 @@ func TestBrowserDemoApp(t *testing.T) {
 		}
 	})
 	tb := newTab(t)
+	// The demo page links no icon (the server's pages link
+	// /static/favicon.svg), so Chrome asks for /favicon.ico and gets a 404.
+	tb.allowConsole("/favicon.ico: Failed to load resource: the server responded with a status of 404")
 
 	tb.navigate(ts.URL + "/demo")
 	if got := tb.text("h1"); got != "Demo web app" {
@@ -268,28 +280,59 @@ func TestBrowserDemoApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if claims["iss"] != ts.URL || claims["aud"] != demo.WebClientID || claims["sub"] != user.ID || claims["nonce"] == nil {
-		t.Errorf("ID token claims %v: want iss %s, aud %s, sub %s and a nonce", claims, ts.URL, demo.WebClientID, user.ID)
+	if claims["iss"] != ts.URL || !hasAudience(claims["aud"], demo.WebClientID) || claims["sub"] != user.ID ||
+		claims["nonce"] == nil || claims["email"] != "demo@example.com" {
+		t.Errorf("ID token claims %v: want iss %s, aud %s, sub %s, email demo@example.com and a nonce", claims, ts.URL, demo.WebClientID, user.ID)
 	}
-	rt1 := refreshTokenCell(tb)
-	if !strings.HasPrefix(rt1, "lkrt_") {
-		t.Errorf("the demo page shows refresh_token %q", rt1)
+	if rt := tokenRow(tb, "refresh_token"); !strings.HasPrefix(rt, "lkrt_") {
+		t.Errorf("the demo page shows refresh_token %q", rt)
 	}
+	gen := demoGeneration(t, ts)
 	tb.shot("demo-signed-in")
 
 	tb.click(`form[action="/demo/refresh"] button[type=submit]`)
 	if got := tb.text(`[role=status]`); !strings.HasPrefix(got, "Refreshed") {
 		t.Fatalf("after Refresh now the demo says %q", got)
 	}
-	if rt2 := refreshTokenCell(tb); rt2 == rt1 {
-		t.Errorf("the refresh token did not rotate: %q", rt2)
+	// The page cannot show the rotation (it masks all but the token's
+	// prefix, which is the same for a whole family): check the server's side.
+	if got := demoGeneration(t, ts); got != gen+1 {
+		t.Errorf("refresh token generation %d after Refresh now, want %d", got, gen+1)
 	}
 	tb.shot("demo-refreshed")
 }
 
-// refreshTokenCell is the (masked) refresh token the demo page shows.
-func refreshTokenCell(tb *tab) string {
+// hasAudience reports whether the aud claim (a string or a list) holds id.
+func hasAudience(aud any, id string) bool {
+	switch a := aud.(type) {
+	case string:
+		return a == id
+	case []any:
+		return slices.Contains(a, any(id))
+	}
+	return false
+}
+
+// tokenRow is the value the demo page shows in its table row named name.
+func tokenRow(tb *tab, name string) string {
 	tb.t.Helper()
-	return run(tb, "read the refresh_token row", chromedp.Evaluate[string](
-		`[...document.querySelectorAll("tr")].find(tr => tr.querySelector("th").textContent === "refresh_token")?.querySelector("td").textContent ?? ""`))
+	js, _ := json.Marshal(name)
+	return run(tb, "read the "+name+" row", chromedp.Evaluate[string](fmt.Sprintf(
+		`[...document.querySelectorAll("tr")].find(tr => tr.querySelector("th").textContent === %s)?.querySelector("td").textContent ?? ""`, js)))
+}
+
+// demoGeneration is the generation of the demo web client's one live
+// refresh token family.
+func demoGeneration(t *testing.T, ts *testserver.Server) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	fams, err := ts.Store.ListFamilies(ctx, store.FamilyFilter{ClientID: demo.WebClientID, LiveOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams) != 1 {
+		t.Fatalf("%d live families for %s, want 1", len(fams), demo.WebClientID)
+	}
+	return fams[0].Generation
 }

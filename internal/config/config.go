@@ -83,9 +83,18 @@ type Config struct {
 	RefreshGrace Duration `yaml:"refresh_grace" env:"LATCHKEY_REFRESH_GRACE"`
 	// SessionTTL is how long a browser sign-in lasts.
 	SessionTTL Duration `yaml:"session_ttl" env:"LATCHKEY_SESSION_TTL"`
-	// RevokeOnPasswordChange ends every refresh-token family of a user whose
-	// password changes.
+	// Credential-change triggers: each, when on, bumps the user's credential
+	// epoch so that every refresh-token family born before the change fails
+	// at its next use (credentials_changed). `latchkey user revoke-sessions`
+	// always does.
 	RevokeOnPasswordChange bool `yaml:"revoke_on_password_change" env:"LATCHKEY_REVOKE_ON_PASSWORD_CHANGE"`
+	RevokeOnMFAEnroll      bool `yaml:"revoke_on_mfa_enroll" env:"LATCHKEY_REVOKE_ON_MFA_ENROLL"`
+	RevokeOnMFARemove      bool `yaml:"revoke_on_mfa_remove" env:"LATCHKEY_REVOKE_ON_MFA_REMOVE"`
+	// Sign-in throttling: failed password or code attempts allowed per
+	// account and per source address within ThrottleWindow (0 disables).
+	ThrottlePerAccount int      `yaml:"throttle_per_account" env:"LATCHKEY_THROTTLE_PER_ACCOUNT"`
+	ThrottlePerAddress int      `yaml:"throttle_per_address" env:"LATCHKEY_THROTTLE_PER_ADDRESS"`
+	ThrottleWindow     Duration `yaml:"throttle_window" env:"LATCHKEY_THROTTLE_WINDOW"`
 	// SweepInterval is how often expired and dead rows are deleted.
 	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
 	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
@@ -116,6 +125,11 @@ func Default() Config {
 		SessionTTL:             Duration(12 * time.Hour),
 		SweepInterval:          Duration(time.Minute),
 		RevokeOnPasswordChange: true,
+		RevokeOnMFAEnroll:      false,
+		RevokeOnMFARemove:      true,
+		ThrottlePerAccount:     10,
+		ThrottlePerAddress:     100,
+		ThrottleWindow:         Duration(15 * time.Minute),
 		SigningAlg:             "RS256",
 		LogFormat:              "json",
 		LogLevel:               "info",
@@ -170,6 +184,12 @@ func setField(f reflect.Value, s string) error {
 		f.SetBool(b)
 	case string:
 		f.SetString(s)
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid non-negative integer %q", s)
+		}
+		f.SetInt(int64(n))
 	default:
 		return fmt.Errorf("unsupported type %s", f.Type())
 	}
@@ -215,6 +235,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshGrace < 0 || c.RefreshGrace > Duration(time.Minute) {
 		errs = append(errs, errors.New("refresh_grace must be between 0s and 60s"))
+	}
+	if c.ThrottlePerAccount < 0 || c.ThrottlePerAddress < 0 || c.ThrottleWindow <= 0 {
+		errs = append(errs, errors.New("throttle limits must not be negative and throttle_window must be positive"))
 	}
 	if c.RefreshIdle > c.RefreshAbsolute {
 		errs = append(errs, errors.New("refresh_idle must not exceed refresh_absolute"))

@@ -24,6 +24,9 @@ type Browser struct {
 	Client *http.Client
 	// RedirectPrefix: a redirect whose URL starts with it ends the flow.
 	RedirectPrefix string
+	// OTP, when set, answers a page asking for a one-time code (sign-in
+	// second factor or enrollment); it gets the page to read it if needed.
+	OTP func(p *Page) string
 }
 
 // NewBrowser returns a Browser with a fresh cookie jar. base may be nil.
@@ -201,7 +204,7 @@ func parseForms(base *url.URL, body string) ([]*Form, error) {
 // returns the redirect to the client.
 func (b *Browser) Authorize(authURL, username, password string) (*url.URL, error) {
 	page, res, err := b.Get(authURL)
-	for step := 0; step < 6; step++ {
+	for step := 0; step < 10; step++ {
 		if err != nil {
 			return nil, err
 		}
@@ -211,6 +214,11 @@ func (b *Browser) Authorize(authURL, username, password string) (*url.URL, error
 		switch {
 		case page.FormWith("password") != nil:
 			page, res, err = b.Submit(page.FormWith("password"), map[string]string{"username": username, "password": password}, "", "")
+		case page.FormWith("otp") != nil && b.OTP != nil:
+			page, res, err = b.Submit(page.FormWith("otp"), map[string]string{"otp": b.OTP(page)}, "", "")
+		case strings.Contains(page.Body, "recovery-codes"):
+			// Enrollment finished: follow the Continue link.
+			page, res, err = b.Get(continueLink(page))
 		case page.FormWith("decision") != nil:
 			page, res, err = b.Submit(page.FormWith("decision"), nil, "decision", "allow")
 		default:
@@ -218,4 +226,28 @@ func (b *Browser) Authorize(authURL, username, password string) (*url.URL, error
 		}
 	}
 	return nil, errors.New("flow: too many steps")
+}
+
+// continueLink finds the href of the "Continue" link on a page.
+func continueLink(p *Page) string {
+	doc, err := html.Parse(strings.NewReader(p.Body))
+	if err != nil {
+		return p.URL.String()
+	}
+	var href string
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "a" && n.FirstChild != nil && strings.TrimSpace(n.FirstChild.Data) == "Continue" {
+			href, _ = attr(n, "href")
+		}
+		for c := n.FirstChild; c != nil && href == ""; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	u, err := p.URL.Parse(href)
+	if err != nil {
+		return p.URL.String()
+	}
+	return u.String()
 }

@@ -79,6 +79,11 @@ func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, f
 	if err != nil || user.Disabled {
 		return nil, errBadCode().WithCause(err)
 	}
+	// The client's policy may have changed since the sign-in (e.g. it now
+	// requires MFA): a code from a sign-in that no longer satisfies it is refused.
+	if !SatisfiesPolicy(client, ac.AMR) {
+		return nil, oauth.New(oauth.InvalidGrant, "The application now requires two-step verification; send the user through sign-in again.").WithReason(oauth.ReasonPolicyChanged)
+	}
 	scopes := ac.Scopes
 	// OIDC Core §11: a refresh token only for offline_access that was
 	// requested and consented to, and only to clients allowed the grant.
@@ -107,7 +112,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, f
 	if err := h.Store.CreateFamily(ctx, f); err != nil {
 		return nil, oauth.Wrap(err, "create family")
 	}
-	resp, err := h.mint(ctx, f, client, scopes, ac.Nonce, now)
+	resp, err := h.mint(ctx, f, client, user, scopes, ac.Nonce, now)
 	if err != nil {
 		return nil, err
 	}

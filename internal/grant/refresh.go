@@ -3,7 +3,9 @@ package grant
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/family"
@@ -22,7 +24,7 @@ var refusalText = map[string]string{
 	oauth.ReasonExpiredAbsolute:  "This refresh token reached its maximum lifetime.",
 	oauth.ReasonUserDisabled:     "The user's account is disabled.",
 	oauth.ReasonClientDeleted:    "The application was deleted.",
-	oauth.ReasonPolicyChanged:    "The application's sign-in policy changed and this sign-in no longer satisfies it.",
+	oauth.ReasonPolicyChanged:    "The application's sign-in policy changed (it now requires two-step verification) and this sign-in no longer satisfies it.",
 	oauth.ReasonCredentials:      "The user's credentials changed or their sessions were revoked.",
 	oauth.ReasonCodeReplayed:     "The authorization code behind this token was used twice, so its tokens were revoked.",
 	oauth.ReasonOperator:         "An administrator revoked this refresh token.",
@@ -36,6 +38,12 @@ func refused(reason string) *oauth.Error {
 		text = "This refresh token is no longer valid."
 	}
 	return oauth.New(oauth.InvalidGrant, "%s Send the user through sign-in again.", text).WithReason(reason)
+}
+
+// SatisfiesPolicy reports whether an authentication (its amr values)
+// satisfies the client's current policy.
+func SatisfiesPolicy(c *store.Client, amr []string) bool {
+	return !c.RequireMFA || slices.Contains(amr, oauth.AMRMFA)
 }
 
 // maxRotateAttempts bounds re-reads after losing a rotation race. Losing
@@ -89,6 +97,23 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 		if !now.Before(f.AbsoluteExpiresAt) {
 			return end(oauth.ReasonExpiredAbsolute, "")
 		}
+		user, err := h.Store.GetUser(ctx, f.UserID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
+			return end(oauth.ReasonUserDisabled, "")
+		}
+		if err != nil {
+			return nil, oauth.Wrap(err, "load user")
+		}
+		// Credential epochs: a password change, a second-factor change or
+		// an operator's revoke-sessions ends the families born before it.
+		if f.CredentialEpoch < user.CredentialEpoch {
+			return end(oauth.ReasonCredentials, "family predates a credential change")
+		}
+		// The client's current authentication policy must be satisfied by
+		// the authentication the family was born from.
+		if !SatisfiesPolicy(client, f.AMR) {
+			return end(oauth.ReasonPolicyChanged, fmt.Sprintf("policy version %d requires MFA; family born at version %d", client.PolicyVersion, f.PolicyVersion))
+		}
 		// RFC 6749 §6: the scope may narrow but never widen.
 		scopes := f.Scopes
 		if len(requested) > 0 {
@@ -102,13 +127,6 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			if !now.Before(f.IdleExpiresAt) {
 				return end(oauth.ReasonExpiredIdle, "")
 			}
-			user, err := h.Store.GetUser(ctx, f.UserID)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
-				return end(oauth.ReasonUserDisabled, "")
-			}
-			if err != nil {
-				return nil, oauth.Wrap(err, "load user")
-			}
 			idle, _ := h.refreshLifetimes(client)
 			next := minTime(now.Add(idle), f.AbsoluteExpiresAt)
 			err = h.Store.RotateFamily(ctx, f.ID, gen, now, next)
@@ -120,7 +138,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			}
 			f.Generation, f.RotatedAt, f.LastUsedAt, f.IdleExpiresAt = gen+1, now, now, next
 			audit(family.EventRotated, "")
-			return h.answer(ctx, f, client, scopes, now)
+			return h.answer(ctx, f, client, user, scopes, now)
 
 		case gen == f.Generation-1 && now.Sub(f.RotatedAt) <= h.Life.RefreshGrace:
 			// A retry after a lost response, or a concurrent refresh that
@@ -128,14 +146,14 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			// stays one chain. Once the successor is used the family moves
 			// on and this case no longer matches.
 			audit(family.EventGraceReplay, "")
-			return h.answer(ctx, f, client, scopes, now)
+			return h.answer(ctx, f, client, user, scopes, now)
 
 		default: // an older generation, or the predecessor after the window
 			if client.ReuseReportOnly {
 				// Report-only: record what would have been revoked, revoke
 				// nothing, and answer with the current generation.
 				audit(family.EventReuseReported, oauth.ReasonReused)
-				return h.answer(ctx, f, client, scopes, now)
+				return h.answer(ctx, f, client, user, scopes, now)
 			}
 			return end(oauth.ReasonReused, "an already-rotated refresh token was presented")
 		}
@@ -144,8 +162,8 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 }
 
 // answer mints the access (and ID) token and the family's current refresh token.
-func (h *Handler) answer(ctx context.Context, f *store.Family, client *store.Client, scopes []string, now time.Time) (*Response, error) {
-	resp, err := h.mint(ctx, f, client, scopes, "", now)
+func (h *Handler) answer(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, now time.Time) (*Response, error) {
+	resp, err := h.mint(ctx, f, client, user, scopes, "", now)
 	if err != nil {
 		return nil, err
 	}

@@ -204,4 +204,3 @@ func (h *Handler) introspectRefresh(ctx context.Context, client *store.Client, r
 	}
 	return resp, nil
 }
-

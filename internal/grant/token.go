@@ -110,7 +110,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
 // mint signs the access token (and ID token when openid was granted) for a
 // family and fills resp. scopes is the access token's scope (the family's,
 // or narrower on refresh); nonce is only set at the code exchange.
-func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Client, scopes []string, nonce string, now time.Time) (*Response, error) {
+func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, nonce string, now time.Time) (*Response, error) {
 	iat := now.Unix()
 	at := token.AccessClaims{
 		Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
@@ -127,10 +127,6 @@ func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Clien
 	}
 	resp := &Response{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(h.Life.AccessToken / time.Second), Scope: oauth.JoinScope(scopes)}
 	if slices.Contains(f.Scopes, oauth.ScopeOpenID) {
-		user, err := h.Store.GetUser(ctx, f.UserID)
-		if err != nil {
-			return nil, oauth.Wrap(err, "load user")
-		}
 		idc := token.IDClaims{
 			Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
 			IssuedAt: iat, Expiry: now.Add(h.Life.IDToken).Unix(), AuthTime: f.AuthTime.Unix(),
@@ -142,6 +138,7 @@ func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Clien
 		if slices.Contains(scopes, oauth.ScopeEmail) {
 			idc.Email = user.Email
 		}
+		var err error
 		if resp.IDToken, err = h.Keys.Sign(ctx, token.TypeID, idc); err != nil {
 			return nil, oauth.Wrap(err, "sign ID token")
 		}

@@ -1,8 +1,9 @@
 // Package keys owns the JOSE signing keys: it generates them on first start,
 // stores them encrypted with the master key, signs ID and access tokens with
 // the active key, verifies tokens with any published key, and serves the
-// JWKS. Keys move next → active → retired (see `latchkey keys`); every
-// instance reloads the set periodically, so rotation needs no restart.
+// JWKS. Keys move next → active → retired (see rotate.go and `latchkey
+// keys`); every instance reloads the set periodically, so rotation needs no
+// restart.
 package keys
 
 import (
@@ -30,8 +31,17 @@ import (
 // Algorithms we can sign with.
 var Algorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
 
-// ReloadInterval bounds how stale an instance's view of the key set may be.
+// ReloadInterval bounds how stale an instance's view of the key set may be
+// (the default of Manager.ReloadEvery).
 const ReloadInterval = 30 * time.Second
+
+// MinReloadGap is the least time between two reload attempts of one
+// Manager. A token naming a key id the Manager does not know triggers an
+// immediate reload (another instance may have started signing with a key
+// created after our last reload), but at most once per gap, so tokens with
+// made-up key ids cannot turn into a database query each; a failing reload
+// (database down) is likewise retried at most once per gap.
+const MinReloadGap = time.Second
 
 type signingKey struct {
 	rec    *store.SigningKey
@@ -45,12 +55,21 @@ type Manager struct {
 	Sealer *Sealer
 	Alg    jose.SignatureAlgorithm
 	Now    func() time.Time
+	// ReloadEvery is how often the key set is re-read from the store; 0
+	// means ReloadInterval. Tests shorten it.
+	ReloadEvery time.Duration
+	// TokenTTL is the longest lifetime of any token signed with these keys
+	// (max of the access and ID token lifetimes). It decides how long a
+	// retired key stays published (see Retention); 0 means a conservative
+	// 24 hours.
+	TokenTTL time.Duration
 
-	mu       sync.RWMutex
-	keys     []*signingKey // all non-deleted keys
-	active   *signingKey   // the oldest active key of Alg
-	loadedAt time.Time
-	signers  map[string]jose.Signer // by kid + "/" + typ
+	mu        sync.RWMutex
+	keys      []*signingKey // all non-deleted keys
+	active    *signingKey   // the oldest active key of Alg
+	loadedAt  time.Time
+	attemptAt time.Time              // last reload attempt (successful or not)
+	signers   map[string]jose.Signer // by kid + "/" + typ
 }
 
 // Generate creates a private key for alg.
@@ -91,26 +110,40 @@ func (m *Manager) NewRecord(alg jose.SignatureAlgorithm, state string) (*store.S
 	return rec, nil
 }
 
-// Init loads the key set, creating an active key for Alg if there is none.
+// Init loads the key set, creating an active key for Alg if there is none
+// (first start) and a next key if none is published, so that the next
+// rotation promotes a key relying parties have already fetched.
 func (m *Manager) Init(ctx context.Context) error {
 	if err := m.Reload(ctx); err != nil {
 		return err
 	}
 	m.mu.RLock()
-	ok := m.active != nil
+	hasActive := m.active != nil
+	hasNext := slices.ContainsFunc(m.keys, func(k *signingKey) bool {
+		return k.rec.State == store.KeyNext && k.rec.Alg == string(m.Alg)
+	})
 	m.mu.RUnlock()
-	if ok {
+	if hasActive && hasNext {
 		return nil
 	}
-	rec, err := m.NewRecord(m.Alg, store.KeyActive)
-	if err != nil {
-		return err
+	// If another instance creates keys at the same moment, Reload picks the
+	// oldest active key on every instance, so they all agree; a second next
+	// key is harmless (rotations promote the oldest).
+	for _, need := range []struct {
+		missing bool
+		state   string
+	}{{!hasActive, store.KeyActive}, {!hasNext, store.KeyNext}} {
+		if !need.missing {
+			continue
+		}
+		rec, err := m.NewRecord(m.Alg, need.state)
+		if err != nil {
+			return err
+		}
+		if err := m.Store.CreateSigningKey(ctx, rec); err != nil {
+			return fmt.Errorf("keys: store new %s key: %w", need.state, err)
+		}
 	}
-	if err := m.Store.CreateSigningKey(ctx, rec); err != nil {
-		return fmt.Errorf("keys: store new key: %w", err)
-	}
-	// If another instance created one at the same moment, Reload picks the
-	// oldest active key on every instance, so they all agree.
 	return m.Reload(ctx)
 }
 
@@ -144,27 +177,74 @@ func (m *Manager) Reload(ctx context.Context) error {
 			}
 		}
 	}
+	now := m.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.keys, m.active, m.loadedAt = ks, active, m.Now()
+	m.keys, m.active, m.loadedAt, m.attemptAt = ks, active, now, now
 	m.signers = map[string]jose.Signer{}
 	return nil
 }
 
-// maybeReload reloads when the set is older than ReloadInterval. Errors keep
-// the old set (a brief database outage must not stop signing).
-func (m *Manager) maybeReload(ctx context.Context) {
-	m.mu.RLock()
-	stale := m.Now().Sub(m.loadedAt) > ReloadInterval
-	m.mu.RUnlock()
-	if stale {
-		_ = m.Reload(ctx)
+func (m *Manager) reloadEvery() time.Duration {
+	if m.ReloadEvery > 0 {
+		return m.ReloadEvery
 	}
+	return ReloadInterval
+}
+
+// maybeReload reloads when the set is older than the reload interval, or
+// (force) when a token names an unknown key. Only one caller reloads, the
+// others go on with the current set, and attempts are at least MinReloadGap
+// apart. Errors keep the old set (a brief database outage must not stop
+// signing).
+func (m *Manager) maybeReload(ctx context.Context, force bool) {
+	now := m.Now()
+	m.mu.Lock()
+	due := force || now.Sub(m.loadedAt) >= m.reloadEvery()
+	if !due || (!m.attemptAt.IsZero() && now.Sub(m.attemptAt) < MinReloadGap) {
+		m.mu.Unlock()
+		return
+	}
+	m.attemptAt = now
+	m.mu.Unlock()
+	_ = m.Reload(ctx)
+}
+
+// Retention is how long a key stays published after it retired: every
+// token it signed must have expired first. Instances that have not yet
+// reloaded may sign with a retired key for up to one reload interval after
+// it retired, and clocks differ a little, so that and a margin are added to
+// the longest token lifetime.
+func Retention(tokenTTL, reloadEvery time.Duration) time.Duration {
+	if tokenTTL <= 0 {
+		tokenTTL = 24 * time.Hour
+	}
+	if reloadEvery <= 0 {
+		reloadEvery = ReloadInterval
+	}
+	return tokenTTL + reloadEvery + RetentionMargin
+}
+
+// RetentionMargin is the safety margin of Retention (clock skew between
+// instances, a slow reload).
+const RetentionMargin = 5 * time.Minute
+
+// Published reports whether a key belongs in the JWKS at now: next and
+// active keys always, retired keys until retention after they retired.
+func Published(k *store.SigningKey, now time.Time, retention time.Duration) bool {
+	if k.State != store.KeyRetired {
+		return true
+	}
+	return now.Before(k.RetiredAt.Add(retention))
+}
+
+func (m *Manager) published(k *signingKey, now time.Time) bool {
+	return Published(k.rec, now, Retention(m.TokenTTL, m.reloadEvery()))
 }
 
 // Sign serializes claims as a JWS with header typ (e.g. "JWT", "at+jwt").
 func (m *Manager) Sign(ctx context.Context, typ string, claims any) (string, error) {
-	m.maybeReload(ctx)
+	m.maybeReload(ctx, false)
 	m.mu.RLock()
 	k := m.active
 	s := m.signers[typ]
@@ -191,14 +271,19 @@ func (m *Manager) Sign(ctx context.Context, typ string, claims any) (string, err
 // ActiveAlg returns the algorithm of the active key.
 func (m *Manager) ActiveAlg() string { return string(m.Alg) }
 
-// JWKS returns the public keys of every published key (next, active, retired).
+// JWKS returns the public keys of every published key: next keys (so that
+// relying parties know a key before anything is signed with it), the
+// active key, and retired keys until every token they signed has expired.
 func (m *Manager) JWKS(ctx context.Context) jose.JSONWebKeySet {
-	m.maybeReload(ctx)
+	m.maybeReload(ctx, false)
+	now := m.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var set jose.JSONWebKeySet
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for _, k := range m.keys {
-		set.Keys = append(set.Keys, k.pub)
+		if m.published(k, now) {
+			set.Keys = append(set.Keys, k.pub)
+		}
 	}
 	return set
 }
@@ -227,21 +312,27 @@ func (m *Manager) Verify(ctx context.Context, raw, typ string, out any) error {
 	return tok.Claims(pub.Key, out)
 }
 
+// publicKey returns the published key kid. An unknown kid triggers a
+// (rate-limited) reload first: another instance may already sign with a key
+// created after our last reload.
 func (m *Manager) publicKey(ctx context.Context, kid string) (jose.JSONWebKey, bool) {
-	find := func() (jose.JSONWebKey, bool) {
+	find := func() (jose.JSONWebKey, bool, bool) {
+		now := m.Now()
 		m.mu.RLock()
 		defer m.mu.RUnlock()
 		i := slices.IndexFunc(m.keys, func(k *signingKey) bool { return k.rec.ID == kid })
 		if i < 0 {
-			return jose.JSONWebKey{}, false
+			return jose.JSONWebKey{}, false, false
 		}
-		return m.keys[i].pub, true
+		// A retired key past its retention signed only expired tokens.
+		return m.keys[i].pub, m.published(m.keys[i], now), true
 	}
-	if k, ok := find(); ok {
-		return k, true
+	if k, ok, known := find(); ok || known {
+		return k, ok
 	}
-	m.maybeReload(ctx)
-	return find()
+	m.maybeReload(ctx, true)
+	k, ok, _ := find()
+	return k, ok
 }
 
 // MarshalJWKS renders the JWKS document.

@@ -4,10 +4,13 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
 // Error codes from RFC 6749 §4.1.2.1 and §5.2, RFC 7009, OIDC Core §3.1.2.6
@@ -58,9 +61,26 @@ func New(code, format string, args ...any) *Error {
 	return &Error{Code: code, Description: fmt.Sprintf(format, args...)}
 }
 
-// Wrap returns a server_error hiding cause from the client.
+// Wrap returns a server_error hiding cause from the client — or, when the
+// cause is the database being briefly unreachable (see Unavailable), a 503
+// temporarily_unavailable telling the client to retry.
 func Wrap(cause error, description string) *Error {
+	if Unavailable(cause) {
+		return &Error{Code: TemporarilyUnavailable, Description: UnavailableDescription,
+			Cause: fmt.Errorf("%s: %w", description, cause)}
+	}
 	return &Error{Code: ServerError, Description: description, Cause: cause}
+}
+
+// UnavailableDescription is the error_description of a 503 caused by the
+// database.
+const UnavailableDescription = "The service is temporarily unavailable. Retry the request shortly."
+
+// Unavailable reports whether err is transient trouble reaching the
+// database (store.ErrUnavailable) or a deadline that ran out, which clients
+// should retry, as opposed to a bug or a refused operation.
+func Unavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (e *Error) Error() string {

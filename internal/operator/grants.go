@@ -93,6 +93,9 @@ func SetDisabled(ctx context.Context, st store.Store, fam *family.Service, usern
 		return err
 	}
 	if disabled {
+		if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
+			return err
+		}
 		_, err = fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonUserDisabled, "user disabled by an operator")
 	}
 	return err
@@ -109,9 +112,10 @@ func RevokeTokens(ctx context.Context, st store.Store, fam *family.Service, user
 	return len(ids), err
 }
 
-// SetPassword changes a user's password and bumps their credential epoch.
-// When endFamilies is set, every family of the user ends
-// (credentials_changed): whoever held the old password may hold tokens too.
+// SetPassword changes a user's password. When endFamilies is set (the
+// revoke_on_password_change trigger), it bumps the credential epoch and ends
+// every family of the user (credentials_changed): whoever held the old
+// password may hold tokens too.
 func SetPassword(ctx context.Context, st store.Store, fam *family.Service, username, password string, endFamilies bool, now time.Time) (int, error) {
 	if err := ValidatePassword(password); err != nil {
 		return 0, err
@@ -126,7 +130,9 @@ func SetPassword(ctx context.Context, st store.Store, fam *family.Service, usern
 	}
 	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error {
 		u.PasswordHash, u.UpdatedAt = h, now
-		u.CredentialEpoch++
+		if endFamilies {
+			u.CredentialEpoch++
+		}
 		return nil
 	}); err != nil {
 		return 0, err
@@ -134,6 +140,34 @@ func SetPassword(ctx context.Context, st store.Store, fam *family.Service, usern
 	if !endFamilies {
 		return 0, nil
 	}
+	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
+		return 0, err
+	}
 	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "password changed")
+	return len(ids), err
+}
+
+// EndForCredentials ends every family of a user after a credential change
+// (credentials_changed).
+func EndForCredentials(ctx context.Context, fam *family.Service, userID, detail string) error {
+	_, err := fam.End(ctx, store.FamilyFilter{UserID: userID}, oauth.ReasonCredentials, detail)
+	return err
+}
+
+// RevokeSessions is `latchkey user revoke-sessions`: it bumps the user's
+// credential epoch, deletes nothing else, and ends every family
+// (credentials_changed), so every app must sign the user in again.
+func RevokeSessions(ctx context.Context, st store.Store, fam *family.Service, username string, now time.Time) (int, error) {
+	u, err := UserByName(ctx, st, username)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error { u.CredentialEpoch++; u.UpdatedAt = now; return nil }); err != nil {
+		return 0, err
+	}
+	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
+		return 0, err
+	}
+	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "sessions revoked by an operator")
 	return len(ids), err
 }

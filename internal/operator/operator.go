@@ -279,6 +279,9 @@ type UserSpec struct {
 	Password string
 	Name     string
 	Email    string
+	// Factor, when set, returns the sealed second factor for the new
+	// user's id (enrolling TOTP at creation).
+	Factor func(userID string) []byte
 }
 
 // UserView is what the CLI prints for a user.
@@ -334,6 +337,9 @@ func CreateUser(ctx context.Context, st store.Store, spec UserSpec, now time.Tim
 		return UserView{}, err
 	}
 	u := &store.User{ID: uuid.NewString(), Username: spec.Username, PasswordHash: h, Name: spec.Name, Email: spec.Email, CreatedAt: now, UpdatedAt: now}
+	if spec.Factor != nil {
+		u.TOTPSecret = spec.Factor(u.ID)
+	}
 	if err := st.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return UserView{}, fmt.Errorf("a user named %q already exists", spec.Username)
@@ -342,4 +348,3 @@ func CreateUser(ctx context.Context, st store.Store, spec UserSpec, now time.Tim
 	}
 	return ViewUser(u), nil
 }
-

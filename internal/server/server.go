@@ -21,8 +21,10 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/grant"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/session"
 	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/throttle"
 	"github.com/latchkey-dev/latchkey/internal/token"
 	"github.com/latchkey-dev/latchkey/internal/web"
 )
@@ -55,11 +57,12 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	s := &Server{cfg: cfg, issuer: strings.TrimRight(cfg.Issuer, "/"), store: o.Store, log: o.Log, now: o.Now}
-	sealer, err := keys.NewSealer(o.MasterKey, "signing-keys")
+	sealer, err := keys.NewSealer(o.MasterKey, keys.SealPurpose)
 	if err != nil {
 		return nil, err
 	}
-	s.keys = &keys.Manager{Store: o.Store, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Now: o.Now}
+	s.keys = &keys.Manager{Store: o.Store, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Now: o.Now,
+		TokenTTL: max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D())}
 	if err := s.keys.Init(ctx); err != nil {
 		return nil, err
 	}
@@ -71,8 +74,13 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 	sessions := &session.Manager{Store: o.Store, Now: o.Now, TTL: cfg.SessionTTL.D(), Secure: u.Scheme == "https", CSRFKey: o.MasterKey.Derive("csrf")}
 
 	mux := http.NewServeMux()
+	mfaCodec, err := mfa.NewCodec(o.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	limiter := &throttle.Limiter{Store: o.Store, Now: o.Now, Log: o.Log, PerAccount: cfg.ThrottlePerAccount, PerAddress: cfg.ThrottlePerAddress, Window: cfg.ThrottleWindow.D()}
 	(&authorize.Handler{
-		Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log,
+		Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log, Throttle: limiter, MFA: mfaCodec,
 		Issuer: s.issuer, CodeTTL: cfg.CodeTTL.D(), Now: o.Now,
 	}).Mount(mux)
 	(&grant.Handler{
@@ -83,7 +91,10 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 			RefreshIdle: cfg.RefreshIdle.D(), RefreshAbsolute: cfg.RefreshAbsolute.D(), RefreshGrace: cfg.RefreshGrace.D(),
 		},
 	}).Mount(mux)
-	(&account.Handler{Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log, Now: o.Now}).Mount(mux)
+	(&account.Handler{
+		Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log, Now: o.Now, MFA: mfaCodec,
+		IssuerName: u.Host, RevokeOnMFAEnroll: cfg.RevokeOnMFAEnroll, RevokeOnMFARemove: cfg.RevokeOnMFARemove,
+	}).Mount(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.serveDiscovery)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.serveDiscovery)
 	mux.HandleFunc("GET /jwks", s.serveJWKS)

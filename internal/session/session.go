@@ -11,6 +11,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/secret"
@@ -109,3 +111,40 @@ func (m *Manager) CheckCSRF(r *http.Request, token string) error {
 	}
 	return nil
 }
+
+// pendingTTL bounds the step between a correct password and the second factor.
+const pendingTTL = 5 * time.Minute
+
+// SetPending records, in a signed cookie, that userID passed the password
+// step and must now give a second factor. A cookie (not server memory)
+// keeps every instance able to finish the sign-in.
+func (m *Manager) SetPending(w http.ResponseWriter, userID string) {
+	exp := strconv.FormatInt(m.Now().Add(pendingTTL).Unix(), 10)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(userID + "|" + exp))
+	m.setCookie(w, "latchkey_mfa", payload+"."+m.sign("mfa|"+payload), int(pendingTTL.Seconds()))
+}
+
+// Pending returns the user id of a pending second-factor step.
+func (m *Manager) Pending(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.cookieName("latchkey_mfa"))
+	if err != nil || len(c.Value) > 512 {
+		return "", false
+	}
+	payload, sig, ok := strings.Cut(c.Value, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(m.sign("mfa|"+payload))) {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return "", false
+	}
+	userID, exp, ok := strings.Cut(string(raw), "|")
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if !ok || err != nil || m.Now().Unix() > n {
+		return "", false
+	}
+	return userID, true
+}
+
+// ClearPending removes the pending second-factor cookie.
+func (m *Manager) ClearPending(w http.ResponseWriter) { m.setCookie(w, "latchkey_mfa", "", -1) }

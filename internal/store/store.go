@@ -29,6 +29,13 @@ var (
 	// before; the code record is returned alongside it so the caller can
 	// revoke what the first redemption produced (RFC 6749 §4.1.2).
 	ErrAlreadyUsed = errors.New("store: already used")
+	// ErrUnavailable is in the chain of errors that mean the database could
+	// not be reached or did not answer in time (connection refused or lost,
+	// pool closed, deadline exceeded, server shutting down, contention that
+	// outlived the retries) rather than that it refused the operation. The
+	// operation may or may not have taken effect; retrying is the answer
+	// (HTTP endpoints reply 503 temporarily_unavailable).
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Client is a registered application.
@@ -246,6 +253,8 @@ type Store interface {
 	// GetSession returns ErrNotFound for unknown or expired (at now) sessions.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)
 	DeleteSession(ctx context.Context, id string) error
+	// DeleteUserSessions deletes every session of a user.
+	DeleteUserSessions(ctx context.Context, userID string) error
 
 	CreateAuthRequest(ctx context.Context, r *AuthRequest) error
 	// GetAuthRequest returns ErrNotFound for unknown or expired requests.
@@ -289,11 +298,19 @@ type Store interface {
 	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
 	UpdateSigningKey(ctx context.Context, id string, fn func(*SigningKey) error) (*SigningKey, error)
 
+	// HitThrottle counts one failure for key in a fixed window starting at
+	// the first failure, atomically across instances, and returns the count
+	// in the current window and when the window ends. GetThrottle reads it
+	// (0 outside a window); ResetThrottle forgets it.
+	HitThrottle(ctx context.Context, key string, now time.Time, window time.Duration) (int, time.Time, error)
+	GetThrottle(ctx context.Context, key string, now time.Time) (int, time.Time, error)
+	ResetThrottle(ctx context.Context, key string) error
+
 	AppendAudit(ctx context.Context, e *AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 
 	// Sweep deletes up to batch expired or dead rows of each kind (expired
-	// sessions, auth requests, codes, revoked-token entries; families dead
+	// sessions, auth requests, codes, revoked-token entries, throttle windows; families dead
 	// or expired for longer than keepDead) and returns how many it deleted.
 	Sweep(ctx context.Context, now time.Time, keepDead time.Duration, batch int) (int, error)
 }

@@ -105,6 +105,7 @@ type settings struct {
 	master []byte
 	wrap   func(h http.Handler, issuer string) http.Handler
 	noSeed bool
+	clock  *Clock
 }
 
 // WithConfig edits the configuration.
@@ -122,6 +123,11 @@ func WithWrap(fn func(h http.Handler, issuer string) http.Handler) Option {
 // WithoutSeed skips creating the test users and clients (a second instance
 // on a database that already has them).
 func WithoutSeed() Option { return func(s *settings) { s.noSeed = true } }
+
+// WithClock makes the server use c (several instances behind one load
+// balancer share the time: grace windows, expiry and key reloads must move
+// together when a test advances it).
+func WithClock(c *Clock) Option { return func(s *settings) { s.clock = c } }
 
 // Start starts a server on a fresh SQLite database with two users and four
 // clients.
@@ -141,6 +147,9 @@ func StartOn(t *testing.T, st store.Store, opts ...Option) *Server {
 	set.cfg.Dev = true
 	for _, o := range opts {
 		o(&set)
+	}
+	if set.clock != nil {
+		ts.Clock = set.clock
 	}
 	if set.master == nil {
 		set.master = make([]byte, 32)

@@ -41,9 +41,10 @@ const (
 	accountFile = "account.html"
 	errorFile   = "error.html"
 	homeFile    = "home.html"
+	mfaFile     = "mfa.html"
 )
 
-var pageFiles = []string{loginFile, consentFile, accountFile, errorFile, homeFile}
+var pageFiles = []string{loginFile, consentFile, accountFile, errorFile, homeFile, mfaFile}
 
 // DateLayout is how dates are shown on the account page (always in UTC).
 const DateLayout = "2 Jan 2006 15:04 UTC"
@@ -236,6 +237,26 @@ func (r *Renderer) Error(w http.ResponseWriter, status int, d ErrorData) error {
 	return r.render(w, status, errorFile, d)
 }
 
+// MFA renders the two-step verification pages (setup, recovery codes, removal).
+func (r *Renderer) MFA(w http.ResponseWriter, status int, d MFAData) error {
+	return r.render(w, status, mfaFile, d)
+}
+
+// MFAData is the data for the two-step verification pages.
+type MFAData struct {
+	Mode        string // "setup", "codes" or "remove"
+	Title       string
+	Subtitle    string
+	Error       string
+	QR          template.URL // a data:image/png URI
+	ManualKey   string
+	Action      string
+	Hidden      map[string]string
+	CSRFToken   string
+	Codes       []string
+	ContinueURL string
+}
+
 // Home renders the landing page.
 func (r *Renderer) Home(w http.ResponseWriter, status int, d HomeData) error {
 	return r.render(w, status, homeFile, d)
@@ -303,7 +324,12 @@ type AccountData struct {
 	Flash         string // success message after an action (role="status")
 	Apps          []App
 	SignOutAction string        // POST target of the sign-out form
-	Extra         template.HTML // reserved for later sections (MFA); rendered if non-empty
+	Extra         template.HTML // reserved for later sections; rendered if non-empty
+	// MFAEnrolled tells whether two-step verification is on; the section
+	// links to MFASetupURL or posts to MFARemoveURL.
+	MFAEnrolled  bool
+	MFASetupURL  string
+	MFARemoveURL string
 }
 
 // App is one connected application on the account page.

@@ -57,6 +57,13 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return s.wrap(err, "delete session")
 }
 
+// DeleteUserSessions signs a user out of every browser (after a credential
+// change or when the user is disabled).
+func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
+	_, err := s.exec(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+	return s.wrap(err, "delete user sessions")
+}
+
 var authRequestTable = table{"auth_requests", []string{
 	"id", "client_id", "redirect_uri", "state", "nonce", "code_challenge", "code_challenge_method",
 	"scopes", "prompt", "max_age", "acr_values", "created_at", "expires_at",

@@ -31,8 +31,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	"modernc.org/sqlite"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite"               // also registers the "sqlite" driver
 
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -166,7 +165,7 @@ func sqliteDSN(path string) string {
 }
 
 func isSQLiteMemory(dsn string) bool {
-	return strings.HasPrefix(dsn, ":memory:") || strings.Contains(dsn, "mode=memory")
+	return strings.Contains(dsn, ":memory:") || strings.Contains(dsn, "mode=memory")
 }
 
 // Engine reports "sqlite" or "postgres".
@@ -239,7 +238,7 @@ var postgresDialect = &dialect{
 	driver:        "pgx",
 	dollar:        true,
 	forUpdate:     " FOR UPDATE",
-	migrationLock: "SELECT pg_advisory_xact_lock(1282367849, hashtext(current_schema()))",
+	migrationLock: "SELECT pg_advisory_xact_lock(1282367849, hashtext(coalesce(current_schema(), '')))",
 	migrationsDir: "migrations/postgres",
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
@@ -347,7 +346,8 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 }
 
 // wrap adds context to a driver error, mapping unique violations to
-// store.ErrConflict and sql.ErrNoRows to store.ErrNotFound while keeping the
+// store.ErrConflict, sql.ErrNoRows to store.ErrNotFound and connection
+// trouble to store.ErrUnavailable (see unavailable.go) while keeping the
 // original error in the chain.
 func (s *Store) wrap(err error, format string, args ...any) error {
 	if err == nil {
@@ -361,6 +361,8 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 		return fmt.Errorf("%s: %w", msg, store.ErrNotFound)
 	case s.d.isUnique(err):
 		return fmt.Errorf("%s: %w (%w)", msg, store.ErrConflict, err)
+	case s.d.unavailable(err):
+		return fmt.Errorf("%s: %w (%w)", msg, store.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", msg, err)
 }

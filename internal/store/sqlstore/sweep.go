@@ -48,6 +48,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration
 		{{"auth_requests", "id", "expires_at <= ?", []any{nowMS}}},
 		{{"auth_codes", "id", "expires_at <= ?", []any{nowMS}}},
 		{{"revoked_tokens", "jti", "expires_at <= ?", []any{nowMS}}},
+		{{"throttles", "throttle_key", "window_end <= ?", []any{nowMS}}},
 		{
 			{"families", "id", "revoked_at > 0 AND revoked_at <= ?", []any{dead}},
 			{"families", "id", "offline = ? AND idle_expires_at > 0 AND idle_expires_at <= ?", []any{true, dead}},

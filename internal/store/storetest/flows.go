@@ -45,6 +45,25 @@ func testSessions(t *testing.T, s store.Store) {
 	_, err = s.GetSession(ctx, sess.ID, t0)
 	wantErr(t, err, store.ErrNotFound, "get deleted")
 	must(t, s.DeleteSession(ctx, sess.ID), "delete again")
+
+	// DeleteUserSessions removes all of one user's sessions and no other's.
+	other := *sess
+	other.ID, other.UserID = newID("sess"), newID("user")
+	must(t, s.CreateSession(ctx, &other), "create other user's session")
+	var mineIDs []string
+	for range 3 {
+		mine := *sess
+		mine.ID = newID("sess")
+		must(t, s.CreateSession(ctx, &mine), "create")
+		mineIDs = append(mineIDs, mine.ID)
+	}
+	must(t, s.DeleteUserSessions(ctx, sess.UserID), "delete user sessions")
+	for _, id := range mineIDs {
+		_, err = s.GetSession(ctx, id, t0)
+		wantErr(t, err, store.ErrNotFound, "user's session after DeleteUserSessions")
+	}
+	_, err = s.GetSession(ctx, other.ID, t0)
+	wantErr(t, err, nil, "other user's session survives")
 }
 
 func testAuthRequests(t *testing.T, s store.Store) {

@@ -87,7 +87,7 @@ func testSweep(t *testing.T, s store.Store) {
 		dead     = 25
 		batch    = 10
 		keepDead = 7 * 24 * time.Hour
-		tables   = 5
+		tables   = 6 // sessions, requests, codes, revoked tokens, throttles, families
 	)
 	t0 := time.Date(2001, 6, 1, 12, 0, 0, 0, time.UTC)
 	user, client := newID("user"), newID("client")
@@ -143,6 +143,16 @@ func testSweep(t *testing.T, s store.Store) {
 			return ok
 		}})
 	}
+	throttle := func(windowEnd time.Time) {
+		key := newID("thr")
+		_, _, err := s.HitThrottle(ctx, key, windowEnd.Add(-time.Hour), time.Hour)
+		must(t, err, "hit throttle")
+		add(windowEnd.After(t0), check{"throttle window", func() bool {
+			n, _, err := s.GetThrottle(ctx, key, windowEnd.Add(-time.Minute))
+			must(t, err, "get throttle")
+			return n > 0
+		}})
+	}
 	family := func(name string, keep bool, edit func(f *store.Family)) {
 		f := newFamily(t0.Add(-60*24*time.Hour), client, user)
 		f.IdleExpiresAt, f.AbsoluteExpiresAt = t0.Add(time.Hour), t0.Add(30*24*time.Hour)
@@ -161,6 +171,7 @@ func testSweep(t *testing.T, s store.Store) {
 		request(at)
 		code(at, i%2 == 0)
 		token(at)
+		throttle(at)
 		switch i % 4 {
 		case 0:
 			family("revoked long ago", false, func(f *store.Family) { f.RevokedAt, f.RevokeReason = past, "old" })
@@ -181,6 +192,7 @@ func testSweep(t *testing.T, s store.Store) {
 	code(later, false)
 	code(later, true)
 	token(later)
+	throttle(later)
 	family("live", true, func(*store.Family) {})
 	family("revoked recently", true, func(f *store.Family) { f.RevokedAt, f.RevokeReason = recent, "new" })
 	family("idle expired recently", true, func(f *store.Family) { f.IdleExpiresAt = recent })

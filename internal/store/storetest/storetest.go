@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessTokens", testAccessTokens},
 		{"SigningKeys", testSigningKeys},
 		{"Audit", testAudit},
+		{"Throttle", testThrottle},
 		{"Sweep", testSweep},
 		{"Migrate", testMigrate},
 		{"TwoHandles", testTwoHandles},
