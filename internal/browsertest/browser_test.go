@@ -91,14 +91,14 @@ func newTab(t *testing.T) *tab {
 	})
 
 	tb := &tab{t: t, ctx: ctx, callbacks: make(chan *url.URL, 8)}
-	start, cancel := context.WithTimeout(ctx, stepTimeout)
-	defer cancel()
-	// The first action starts the browser; its life is bound to ctx, not to
-	// this step's timeout, because the tab was created from ctx.
+	// The first action starts the browser and binds its life to the context
+	// it is given: ctx itself (bounded by browserTimeout), not a step's.
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start Chromium (%s): %v", exe, err)
 	}
 	tb.watchConsole()
+	start, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
 	if err := tb.interceptCallbacks(start); err != nil {
 		t.Fatalf("intercept %s: %v", testserver.Redirect, err)
 	}

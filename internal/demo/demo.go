@@ -10,7 +10,9 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -124,7 +127,30 @@ func setCookie(w http.ResponseWriter, name, value string) {
 }
 
 func (a *app) home(w http.ResponseWriter, r *http.Request) {
-	a.render(w, view{})
+	if tok := a.session(r); tok != nil {
+		msg := "Signed in. The app holds these tokens:"
+		if r.URL.Query().Get("refreshed") == "1" {
+			msg = "Refreshed without asking you again. The refresh token rotated:"
+		}
+		a.render(w, describe(tok, msg))
+		return
+	}
+	v := view{}
+	if e := r.URL.Query().Get("error"); e != "" && len(e) < 500 {
+		v.Error = e
+	}
+	a.render(w, v)
+}
+
+// session returns the tokens of the browser's demo session, if any.
+func (a *app) session(r *http.Request) *oauth2.Token {
+	c, err := r.Cookie("demo_session")
+	if err != nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sessions[c.Value]
 }
 
 func (a *app) start(w http.ResponseWriter, r *http.Request) {
@@ -157,20 +183,16 @@ func (a *app) callback(w http.ResponseWriter, r *http.Request) {
 	a.sessions[id] = tok
 	a.mu.Unlock()
 	setCookie(w, "demo_session", id)
-	a.render(w, describe(tok, "Signed in. The app received these tokens:"))
+	// Post/redirect/get: the callback URL (with its single-use code) does
+	// not stay in the history as the current page.
+	http.Redirect(w, r, "/demo", http.StatusSeeOther)
 }
 
 func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie("demo_session")
-	if err != nil {
-		a.render(w, view{Error: "No demo session; sign in first."})
-		return
-	}
-	a.mu.Lock()
-	tok := a.sessions[c.Value]
-	a.mu.Unlock()
-	if tok == nil {
-		a.render(w, view{Error: "No demo session; sign in first."})
+	tok := a.session(r)
+	if err != nil || tok == nil {
+		http.Redirect(w, r, "/demo?error="+url.QueryEscape("No demo session; sign in first."), http.StatusSeeOther)
 		return
 	}
 	ctx := context.WithValue(r.Context(), oauth2.HTTPClient, a.client)
@@ -179,13 +201,32 @@ func (a *app) refresh(w http.ResponseWriter, r *http.Request) {
 	old.Expiry = time.Now().Add(-time.Hour)
 	nt, err := a.oauth.TokenSource(ctx, &old).Token()
 	if err != nil {
-		a.render(w, view{Error: "Refresh failed: " + err.Error() + " — the refresh token has ended (try revoking the app on your account page and refreshing)."})
+		a.mu.Lock()
+		delete(a.sessions, c.Value)
+		a.mu.Unlock()
+		http.Redirect(w, r, "/demo?error="+url.QueryEscape("Refresh failed, so the app signed you out: "+refreshError(err)), http.StatusSeeOther)
 		return
 	}
 	a.mu.Lock()
 	a.sessions[c.Value] = nt
 	a.mu.Unlock()
-	a.render(w, describe(nt, "Refreshed without asking you again. The refresh token rotated:"))
+	http.Redirect(w, r, "/demo?refreshed=1", http.StatusSeeOther)
+}
+
+// refreshError summarises a failed refresh: the OAuth error and reason.
+func refreshError(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+			Reason      string `json:"error_reason"`
+		}
+		if json.Unmarshal(re.Body, &body) == nil && body.Error != "" {
+			return fmt.Sprintf("%s (%s): %s", body.Error, body.Reason, body.Description)
+		}
+	}
+	return "the token endpoint could not be reached"
 }
 
 type view struct {
@@ -199,20 +240,23 @@ type view struct {
 
 func describe(tok *oauth2.Token, msg string) view {
 	v := view{Message: msg, SignedIn: true}
-	mask := func(s string) string {
-		if len(s) > 14 {
-			return s[:14] + "…"
-		}
-		return s
+	// Show a fingerprint, never the token: enough to see it change.
+	fingerprint := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "sha256:" + hex.EncodeToString(sum[:6])
 	}
-	v.Rows = append(v.Rows, [2]string{"access_token", mask(tok.AccessToken)}, [2]string{"expires", tok.Expiry.UTC().Format(web.DateLayout)})
+	v.Rows = append(v.Rows, [2]string{"access_token", fingerprint(tok.AccessToken)}, [2]string{"expires", tok.Expiry.UTC().Format(web.DateLayout)})
 	if tok.RefreshToken != "" {
-		v.Rows = append(v.Rows, [2]string{"refresh_token", mask(tok.RefreshToken) + " (kept on the app's backend only)"})
+		v.Rows = append(v.Rows, [2]string{"refresh_token", fingerprint(tok.RefreshToken) + " (kept on the app's backend only)"})
 	}
-	for _, k := range []string{"refresh_token_expires_in", "refresh_token_absolute_expires_at", "scope"} {
-		if x := tok.Extra(k); x != nil {
-			v.Rows = append(v.Rows, [2]string{k, fmt.Sprint(x)})
-		}
+	if x, ok := tok.Extra("refresh_token_expires_in").(float64); ok {
+		v.Rows = append(v.Rows, [2]string{"refresh_token_expires_in", fmt.Sprintf("%.0f s", x)})
+	}
+	if x, ok := tok.Extra("refresh_token_absolute_expires_at").(float64); ok {
+		v.Rows = append(v.Rows, [2]string{"refresh_token_absolute_expires_at", time.Unix(int64(x), 0).UTC().Format(web.DateLayout)})
+	}
+	if x, ok := tok.Extra("scope").(string); ok {
+		v.Rows = append(v.Rows, [2]string{"scope", x})
 	}
 	if idt, ok := tok.Extra("id_token").(string); ok {
 		if parts := strings.Split(idt, "."); len(parts) == 3 {
@@ -230,7 +274,7 @@ func describe(tok *oauth2.Token, msg string) view {
 
 var page = template.Must(template.New("demo").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Demo app · Latchkey</title><link rel="stylesheet" href="/static/style.css"></head>
+<title>Demo app · Latchkey</title><link rel="stylesheet" href="/static/style.css"><link rel="icon" type="image/svg+xml" href="/static/favicon.svg"></head>
 <body class="page-wide"><div class="shell"><main id="main" class="card">
 <h1>Demo web app</h1>
 <p class="subtitle">A relying party built into dev mode: it signs you in with Latchkey and keeps a refresh token on its backend.</p>
@@ -238,9 +282,9 @@ var page = template.Must(template.New("demo").Parse(`<!doctype html>
 {{with .Message}}<p role="status">{{.}}</p>{{end}}
 {{if .Rows}}<table><tbody>{{range .Rows}}<tr><th scope="row"><code>{{index . 0}}</code></th><td><code>{{index . 1}}</code></td></tr>{{end}}</tbody></table>{{end}}
 {{with .IDClaims}}<h2>ID token claims</h2><pre>{{.}}</pre>{{end}}
-<p><a class="button button-primary" href="/demo/start">Sign in with Latchkey</a></p>
-{{if .SignedIn}}<form method="post" action="/demo/refresh"><button class="button" type="submit">Refresh now</button></form>
-<p><a href="/account">Revoke the app on your account page</a>, then press “Refresh now” to see the refresh fail.</p>{{end}}
+{{if .SignedIn}}<form method="post" action="/demo/refresh"><button class="btn btn-primary btn-block" type="submit">Refresh now</button></form>
+<p><a href="/account" target="_blank" rel="noopener">Revoke the app on your account page</a> (opens a new tab), then come back and press “Refresh now” to see the refresh fail.</p>
+{{else}}<p><a class="btn btn-primary btn-block" href="/demo/start">Sign in with Latchkey</a></p>{{end}}
 </main></div></body></html>`))
 
 func (a *app) render(w http.ResponseWriter, v view) {
