@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/google/uuid"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
+	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/secret"
 	"github.com/latchkey-dev/latchkey/internal/store"
@@ -37,6 +40,11 @@ type ClientSpec struct {
 	RefreshIdle     time.Duration
 	RefreshAbsolute time.Duration
 	ReuseReportOnly bool
+	// RequireDPoP: token requests without a DPoP proof are refused.
+	RequireDPoP bool
+	// JWKS (a JSON Web Key Set of public keys) makes the client
+	// authenticate with private_key_jwt instead of a secret.
+	JWKS string
 }
 
 // ClientView is what the CLI prints for a client.
@@ -54,6 +62,8 @@ type ClientView struct {
 	ReuseReportOnly bool     `json:"reuse_report_only"`
 	RequireMFA      bool     `json:"require_mfa"`
 	PolicyVersion   int      `json:"policy_version"`
+	RequireDPoP     bool     `json:"require_dpop"`
+	JWKSKeys        []string `json:"jwks_kids,omitempty"` // key ids (or thumbprints) of the registered keys
 	CreatedAt       string   `json:"created_at"`
 }
 
@@ -67,6 +77,19 @@ func View(c *store.Client) ClientView {
 	}
 	if c.Public {
 		v.AuthMethod = "none"
+	}
+	v.RequireDPoP = c.RequireDPoP
+	if c.JWKS != "" {
+		v.AuthMethod = "private_key_jwt"
+		if set, err := keys.ParseClientJWKS(c.JWKS); err == nil {
+			for _, k := range set.Keys {
+				id := k.KeyID
+				if id == "" {
+					id, _ = dpop.Thumbprint(&k)
+				}
+				v.JWKSKeys = append(v.JWKSKeys, id)
+			}
+		}
 	}
 	if c.RefreshIdle > 0 {
 		v.RefreshIdle = c.RefreshIdle.String()
@@ -100,17 +123,25 @@ func ValidateRedirectURI(s string) error {
 	if u.Fragment != "" || strings.Contains(s, "#") {
 		return fmt.Errorf("redirect URI %q must not contain a fragment", s)
 	}
-	switch u.Scheme {
+	if u.User != nil {
+		return fmt.Errorf("redirect URI %q must not contain user information", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("redirect URI %q has an invalid port", s)
+		}
+	}
+	switch strings.ToLower(u.Scheme) {
 	case "https":
-		if u.Host == "" {
+		if u.Hostname() == "" { // not u.Host: "https://:443/cb" has a port but no host
 			return fmt.Errorf("redirect URI %q has no host", s)
 		}
 	case "http":
-		h := u.Hostname()
+		h := strings.ToLower(u.Hostname())
 		if h != "localhost" && h != "127.0.0.1" && h != "::1" && !strings.HasSuffix(h, ".localhost") {
 			return fmt.Errorf("redirect URI %q must use https (http is allowed only for localhost)", s)
 		}
-	case "javascript", "data", "file", "vbscript":
+	case "javascript", "data", "file", "vbscript", "mailto", "ftp", "ws", "wss", "blob", "about":
 		return fmt.Errorf("redirect URI %q uses a forbidden scheme", s)
 	}
 	return nil
@@ -148,6 +179,14 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 	if spec.Public && spec.Secret != "" {
 		errs = append(errs, errors.New("a public client has no secret: use either --public or --secret"))
 	}
+	if spec.JWKS != "" {
+		if spec.Public || spec.Secret != "" {
+			errs = append(errs, errors.New("a client with a JWKS authenticates with private_key_jwt: it is neither --public nor has a --secret"))
+		}
+		if _, err := keys.ParseClientJWKS(spec.JWKS); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(spec.RedirectURIs) == 0 {
 		errs = append(errs, errors.New("at least one --redirect-uri is required"))
 	}
@@ -176,9 +215,9 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 		ID: spec.ID, Name: spec.Name, Public: spec.Public, RedirectURIs: spec.RedirectURIs,
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: spec.Scopes,
 		RefreshIdle: spec.RefreshIdle, RefreshAbsolute: spec.RefreshAbsolute, ReuseReportOnly: spec.ReuseReportOnly,
-		PolicyVersion: 1, CreatedAt: now, UpdatedAt: now,
+		PolicyVersion: 1, CreatedAt: now, UpdatedAt: now, RequireDPoP: spec.RequireDPoP, JWKS: spec.JWKS,
 	}
-	if !spec.Public {
+	if !spec.Public && spec.JWKS == "" {
 		sec := spec.Secret
 		if sec == "" {
 			sec = secret.NewClientSecret()
@@ -210,6 +249,10 @@ type ClientUpdate struct {
 	RefreshAbsolute *time.Duration
 	ReuseReportOnly *bool
 	RequireMFA      *bool
+	RequireDPoP     *bool
+	// JWKS replaces the private_key_jwt key set of a client that has one
+	// (key rotation); it cannot turn a secret or public client into one.
+	JWKS *string
 }
 
 // UpdateClient applies u. A change of authentication policy bumps the
@@ -222,6 +265,11 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 	}
 	if u.Scopes != nil {
 		if err := validateScopes(u.Scopes); err != nil {
+			return ClientView{}, err
+		}
+	}
+	if u.JWKS != nil {
+		if _, err := keys.ParseClientJWKS(*u.JWKS); err != nil {
 			return ClientView{}, err
 		}
 	}
@@ -247,6 +295,15 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 		if u.RequireMFA != nil && *u.RequireMFA != c.RequireMFA {
 			c.RequireMFA = *u.RequireMFA
 			c.PolicyVersion++
+		}
+		if u.RequireDPoP != nil {
+			c.RequireDPoP = *u.RequireDPoP
+		}
+		if u.JWKS != nil {
+			if c.JWKS == "" {
+				return errors.New("--jwks replaces the keys of a private_key_jwt client; this client authenticates otherwise (create a new client instead)")
+			}
+			c.JWKS = *u.JWKS
 		}
 		c.UpdatedAt = now
 		return validateLifetimes(c.RefreshIdle, c.RefreshAbsolute)

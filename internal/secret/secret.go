@@ -112,7 +112,7 @@ func parsePHC(hash string) (p Argon2Params, salt, key []byte, err error) {
 		return p, nil, nil, errBadHash
 	}
 	// Refuse absurd costs from a tampered row rather than exhaust memory.
-	if p.Memory == 0 || p.Memory > 1<<20 || p.Time == 0 || p.Time > 16 || p.Threads == 0 {
+	if p.Memory == 0 || p.Memory > 256<<10 || p.Time == 0 || p.Time > 10 || p.Threads == 0 || p.Threads > 16 {
 		return p, nil, nil, errBadHash
 	}
 	if salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil {

@@ -88,7 +88,7 @@ func (m *Manager) CSRFToken(w http.ResponseWriter, r *http.Request) string {
 		v = secret.Random(32)
 		m.setCookie(w, "latchkey_csrf", v, 0)
 	}
-	return m.sign(v)
+	return m.sign("csrf|" + v) // purpose prefix: never the same input as another signed value
 }
 
 func (m *Manager) sign(v string) string {
@@ -106,7 +106,7 @@ func (m *Manager) CheckCSRF(r *http.Request, token string) error {
 	if err != nil || c.Value == "" || token == "" {
 		return ErrCSRF
 	}
-	if !hmac.Equal([]byte(token), []byte(m.sign(c.Value))) {
+	if !hmac.Equal([]byte(token), []byte(m.sign("csrf|"+c.Value))) {
 		return ErrCSRF
 	}
 	return nil
