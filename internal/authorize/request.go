@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -63,7 +64,7 @@ func parse(params url.Values, client func(id string) (*store.Client, error)) (*s
 		return nil, nil, noRedirect(oauth.New(oauth.InvalidRequest, "The redirect_uri parameter is missing."))
 	}
 	// Exact string match (RFC 9700 §4.1.3; no pattern or prefix matching).
-	if !slices.Contains(c.RedirectURIs, redirectURI) {
+	if !redirectRegistered(c.RedirectURIs, redirectURI) {
 		return nil, nil, noRedirect(oauth.New(oauth.InvalidRequest, "The redirect_uri is not registered for this application."))
 	}
 	state := params.Get("state")
@@ -149,10 +150,15 @@ func parse(params url.Values, client func(id string) (*store.Client, error)) (*s
 	if len(acr) > maxACRValues {
 		return fail(oauth.New(oauth.InvalidRequest, "acr_values is too long."))
 	}
+	// RFC 9449 §10: dpop_jkt binds the code to the client's DPoP key.
+	jkt := params.Get("dpop_jkt")
+	if jkt != "" && !dpop.ValidJKT(jkt) {
+		return fail(oauth.New(oauth.InvalidRequest, "dpop_jkt must be the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key."))
+	}
 	return &store.AuthRequest{
 		ClientID: c.ID, RedirectURI: redirectURI, State: state, Nonce: nonce,
 		CodeChallenge: challenge, CodeChallengeMethod: method, Scopes: scopes,
-		Prompt: prompt, MaxAge: maxAge, ACRValues: strings.Fields(acr),
+		Prompt: prompt, MaxAge: maxAge, ACRValues: strings.Fields(acr), DPoPJKT: jkt,
 	}, c, nil
 }
 
@@ -200,4 +206,28 @@ func redirectTo(w http.ResponseWriter, r *http.Request, redirectURI string, para
 	}
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// redirectRegistered is exact string matching (RFC 9700 §4.1.3), with the
+// one exception RFC 8252 §7.3 requires for native apps: for a registered
+// loopback IP literal redirect (http://127.0.0.1/... or http://[::1]/...)
+// any port is accepted, since the app picks a free port at run time.
+func redirectRegistered(registered []string, got string) bool {
+	if slices.Contains(registered, got) {
+		return true
+	}
+	g, err := url.Parse(got)
+	if err != nil || g.Scheme != "http" || (g.Hostname() != "127.0.0.1" && g.Hostname() != "::1") || g.User != nil {
+		return false
+	}
+	for _, r := range registered {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "http" || u.Hostname() != g.Hostname() {
+			continue
+		}
+		if u.Path == g.Path && u.RawQuery == g.RawQuery && u.Fragment == "" && g.Fragment == "" {
+			return true
+		}
+	}
+	return false
 }

@@ -339,3 +339,28 @@ func FuzzParseAuthorize(f *testing.F) {
 		}
 	})
 }
+
+// RFC 8252 §7.3: loopback IP redirects match on any port; nothing else does.
+func TestRedirectRegisteredLoopbackPorts(t *testing.T) {
+	reg := []string{"http://127.0.0.1/cb", "http://[::1]/native", "http://localhost:3000/cb", "https://app.example.com/cb"}
+	for _, tc := range []struct {
+		got  string
+		want bool
+	}{
+		{"http://127.0.0.1/cb", true},
+		{"http://127.0.0.1:51004/cb", true},
+		{"http://[::1]:8123/native", true},
+		{"http://127.0.0.1:51004/other", false},
+		{"http://127.0.0.1:51004/cb?x=1", false},
+		{"http://user@127.0.0.1:51004/cb", false},
+		{"http://localhost:3001/cb", false}, // host names match exactly, port included
+		{"http://localhost:3000/cb", true},
+		{"https://127.0.0.1:51004/cb", false},
+		{"https://app.example.com:444/cb", false},
+		{"http://[::1]:8123/cb", false},
+	} {
+		if got := redirectRegistered(reg, tc.got); got != tc.want {
+			t.Errorf("redirectRegistered(%q) = %v, want %v", tc.got, got, tc.want)
+		}
+	}
+}

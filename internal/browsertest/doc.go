@@ -1,7 +1,9 @@
 // Package browsertest holds end-to-end tests that drive Latchkey's pages in
 // a real headless Chromium through chromedp: sign-in, consent, deny, a wrong
-// password, and dev mode's demo app. The package has no code of its own
-// besides this comment; everything is in _test.go files.
+// password, dev mode's demo app, the account page (revoking an app, setting
+// up two-step verification and signing in with it), and the example web app
+// of examples/webapp. The package has no code of its own besides this
+// comment; everything is in _test.go files.
 //
 // The tests need Chromium on PATH as "chromium" (Debian: apt-get install -y
 // chromium chromium-driver, as .ci/run does). Without it they fail, unless
