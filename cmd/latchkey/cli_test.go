@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -126,7 +128,7 @@ func TestCLIClients(t *testing.T) {
 
 	// A given secret is never printed.
 	out = c.ok("", "client", "create", "--id", "given", "--secret", "given-secret-value", "--redirect-uri", "https://app.example.com/cb")
-	if strings.Contains(out, "client_secret") || strings.Contains(out, "given-secret-value") {
+	if strings.Contains(out, `"client_secret":`) || strings.Contains(out, "given-secret-value") {
 		t.Errorf("a given secret was printed:\n%s", out)
 	}
 	rec, _ = st.GetClient(ctx, "given")
@@ -320,8 +322,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		})
 	}
 	// Usage errors are caught before the database is touched.
-	if _, err := sqlstore.Open(context.Background(), "file:"+c.db+"?mode=ro"); err == nil {
-		t.Error("a usage error created the database")
+	if _, err := os.Stat(c.db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a usage error touched the database: %v", err)
 	}
 }
 

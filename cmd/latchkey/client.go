@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/config"
@@ -70,9 +72,16 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		fs.Var(&idle, "refresh-idle", "refresh token idle lifetime (e.g. 72h, 30d)")
 		fs.Var(&absolute, "refresh-absolute", "refresh token absolute lifetime")
 		reportOnly := fs.Bool("reuse-report-only", false, "report refresh-token reuse without revoking")
+		requireDPoP := fs.Bool("require-dpop", false, "refuse token requests without a DPoP proof (RFC 9449)")
+		jwks := fs.String("jwks", "", "public JSON Web Key Set: the client authenticates with private_key_jwt")
+		jwksFile := fs.String("jwks-file", "", "read the private_key_jwt JSON Web Key Set from this file")
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *id == "" {
 				return usagef("client create: --id is required")
+			}
+			set, err := readJWKS(*jwks, *jwksFile)
+			if err != nil {
+				return err
 			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
@@ -80,7 +89,8 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 			}
 			defer st.Close()
 			spec := operator.ClientSpec{ID: *id, Name: *name, Secret: *sec, Public: *public, RedirectURIs: redirects,
-				RefreshIdle: idle.d, RefreshAbsolute: absolute.d, ReuseReportOnly: *reportOnly}
+				RefreshIdle: idle.d, RefreshAbsolute: absolute.d, ReuseReportOnly: *reportOnly,
+				RequireDPoP: *requireDPoP, JWKS: set}
 			if *scope != "" {
 				spec.Scopes = oauth.ParseScope(*scope)
 			}
@@ -102,9 +112,17 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		fs.Var(&reportOnly, "reuse-report-only", "report refresh-token reuse without revoking (true|false)")
 		fs.Var(&requireMFA, "require-mfa", "require multi-factor sign-in")
 		noMFA := fs.Bool("no-require-mfa", false, "stop requiring multi-factor sign-in")
+		var requireDPoP optBool
+		fs.Var(&requireDPoP, "require-dpop", "refuse token requests without a DPoP proof (true|false)")
+		noDPoP := fs.Bool("no-require-dpop", false, "stop requiring DPoP proofs")
+		jwks := fs.String("jwks", "", "replace the private_key_jwt JSON Web Key Set")
+		jwksFile := fs.String("jwks-file", "", "replace the private_key_jwt JSON Web Key Set from this file")
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *id == "" {
 				return usagef("client update: --id is required")
+			}
+			if requireDPoP.set && *noDPoP {
+				return usagef("client update: --require-dpop and --no-require-dpop conflict")
 			}
 			var u operator.ClientUpdate
 			fs.Visit(func(f *flag.Flag) {
@@ -136,6 +154,20 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 			if *noMFA {
 				f := false
 				u.RequireMFA = &f
+			}
+			if requireDPoP.set {
+				u.RequireDPoP = &requireDPoP.v
+			}
+			if *noDPoP {
+				f := false
+				u.RequireDPoP = &f
+			}
+			set, err := readJWKS(*jwks, *jwksFile)
+			if err != nil {
+				return err
+			}
+			if set != "" {
+				u.JWKS = &set
 			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
@@ -196,3 +228,19 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// readJWKS returns the key set given inline (--jwks) or in a file
+// (--jwks-file), or "" for neither.
+func readJWKS(inline, file string) (string, error) {
+	switch {
+	case inline != "" && file != "":
+		return "", usagef("--jwks and --jwks-file conflict: give one")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--jwks-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(inline), nil
+}

@@ -4,6 +4,7 @@
 //	latchkey migrate             bring the database schema up to date
 //	latchkey client ...          create, list, update, delete clients
 //	latchkey user ...            create and list users
+//	latchkey keys ...            list and rotate the signing keys
 //
 // Every subcommand reads the same configuration (--config, LATCHKEY_*,
 // flags) and works while a server runs on the same database.
@@ -52,9 +53,11 @@ Usage:
   latchkey client create --id ID (--secret SECRET | --public) --redirect-uri URI [--redirect-uri URI ...]
                          [--name NAME] [--scope "openid offline_access ..."]
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only]
+                         [--require-dpop] [--jwks JSON | --jwks-file FILE]   (a JWKS: private_key_jwt, no secret)
   latchkey client update --id ID [--name NAME] [--redirect-uri URI ...] [--scope ...]
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only=true|false]
-                         [--require-mfa | --no-require-mfa]
+                         [--require-mfa | --no-require-mfa] [--require-dpop | --no-require-dpop]
+                         [--jwks JSON | --jwks-file FILE]
   latchkey client list
   latchkey client delete --id ID
   latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL] [--totp-secret BASE32]
@@ -66,6 +69,9 @@ Usage:
   latchkey grant revoke --username NAME --client ID
   latchkey token revoke --username NAME [--client ID]
   latchkey audit list [--username NAME] [--client ID] [--limit N]
+  latchkey keys list
+  latchkey keys rotate [--force]
+  latchkey keys rotate-master (--new-key-file FILE | env LATCHKEY_NEW_MASTER_KEY)
 
 Every command accepts --config FILE and --database DSN (env LATCHKEY_DATABASE).
 See docs/cli.md and docs/configuration.md.
@@ -94,6 +100,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdToken(ctx, args[1:], stdout, stderr, lookup)
 	case "audit":
 		return cmdAudit(ctx, args[1:], stdout, stderr, lookup)
+	case "keys":
+		if len(args) > 1 && args[1] == "rotate-master" {
+			return cmdRotateMaster(ctx, args[2:], stdout, stderr, lookup)
+		}
+		return cmdKeys(ctx, args[1:], stdout, stderr, lookup)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

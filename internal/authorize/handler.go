@@ -226,7 +226,7 @@ func (h *Handler) issueCode(w http.ResponseWriter, r *http.Request, req *store.A
 		ID: secret.SHA256(code), ClientID: req.ClientID, UserID: sess.UserID, RedirectURI: req.RedirectURI,
 		Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, Scopes: req.Scopes,
 		AuthTime: sess.AuthTime, AMR: sess.AMR, ACR: sess.ACR,
-		FamilyID:  token.NewFamilyID(randRead),
+		FamilyID: token.NewFamilyID(randRead), DPoPJKT: req.DPoPJKT,
 		CreatedAt: now, ExpiresAt: now.Add(h.CodeTTL),
 	}
 	if err := h.Store.CreateAuthCode(ctx, ac); err != nil {

@@ -69,6 +69,11 @@ type Config struct {
 	// rest and keys the refresh-token MAC. MasterKeyFile reads it from a file.
 	MasterKey     string `yaml:"master_key" env:"LATCHKEY_MASTER_KEY"`
 	MasterKeyFile string `yaml:"master_key_file" env:"LATCHKEY_MASTER_KEY_FILE"`
+	// OldMasterKeys (comma-separated base64 keys) are previous master keys,
+	// kept for a while after `latchkey keys rotate-master`: refresh tokens
+	// MACed under them still verify, and values sealed under them still
+	// open. Nothing new is sealed or MACed with them. See docs/SECURITY.md.
+	OldMasterKeys string `yaml:"old_master_keys" env:"LATCHKEY_OLD_MASTER_KEYS"`
 
 	AccessTokenTTL Duration `yaml:"access_token_ttl" env:"LATCHKEY_ACCESS_TOKEN_TTL"`
 	IDTokenTTL     Duration `yaml:"id_token_ttl" env:"LATCHKEY_ID_TOKEN_TTL"`
@@ -95,6 +100,17 @@ type Config struct {
 	ThrottlePerAccount int      `yaml:"throttle_per_account" env:"LATCHKEY_THROTTLE_PER_ACCOUNT"`
 	ThrottlePerAddress int      `yaml:"throttle_per_address" env:"LATCHKEY_THROTTLE_PER_ADDRESS"`
 	ThrottleWindow     Duration `yaml:"throttle_window" env:"LATCHKEY_THROTTLE_WINDOW"`
+	// Client authentication throttling at the token, revocation and
+	// introspection endpoints: failed client authentications allowed per
+	// client id and per source address within ThrottleWindow (0 disables).
+	// The per-client limit stops secret guessing but lets anyone who
+	// knows a client id hold it off for a window: see docs/SECURITY.md.
+	ThrottleClientPerID      int `yaml:"throttle_client_per_id" env:"LATCHKEY_THROTTLE_CLIENT_PER_ID"`
+	ThrottleClientPerAddress int `yaml:"throttle_client_per_address" env:"LATCHKEY_THROTTLE_CLIENT_PER_ADDRESS"`
+	// DPoPRequireNonce makes every DPoP proof carry a server nonce
+	// (RFC 9449 §8), which limits how long a proof made in advance is
+	// usable. Nonces are stateless, so any instance accepts another's.
+	DPoPRequireNonce bool `yaml:"dpop_require_nonce" env:"LATCHKEY_DPOP_REQUIRE_NONCE"`
 	// SweepInterval is how often expired and dead rows are deleted.
 	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
 	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
@@ -105,6 +121,23 @@ type Config struct {
 	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
 	LogFormat string `yaml:"log_format" env:"LATCHKEY_LOG_FORMAT"`
 	LogLevel  string `yaml:"log_level" env:"LATCHKEY_LOG_LEVEL"`
+	// AdminAddr is the listen address of the admin API, metrics and health
+	// checks (docs/admin-api.md): its own listener, never the public one.
+	// Empty (the default) turns it off.
+	AdminAddr string `yaml:"admin_addr" env:"LATCHKEY_ADMIN_ADDR"`
+	// AdminToken is the bearer token the admin API requires (at least
+	// MinAdminToken characters); AdminTokenFile reads it from a file. One of
+	// them is required when AdminAddr is set. The CLI's remote mode
+	// (--admin-url) sends the same token.
+	AdminToken     string `yaml:"admin_token" env:"LATCHKEY_ADMIN_TOKEN"`
+	AdminTokenFile string `yaml:"admin_token_file" env:"LATCHKEY_ADMIN_TOKEN_FILE"`
+	// AuditWebhookURL receives every audit event as a signed JSON POST
+	// (docs/observability.md); AuditWebhookSecret (or the file
+	// AuditWebhookSecretFile) keys the HMAC-SHA256 signature. Empty URL:
+	// off.
+	AuditWebhookURL        string `yaml:"audit_webhook_url" env:"LATCHKEY_AUDIT_WEBHOOK_URL"`
+	AuditWebhookSecret     string `yaml:"audit_webhook_secret" env:"LATCHKEY_AUDIT_WEBHOOK_SECRET"`
+	AuditWebhookSecretFile string `yaml:"audit_webhook_secret_file" env:"LATCHKEY_AUDIT_WEBHOOK_SECRET_FILE"`
 	// Dev creates demo data and, when no master key is set, generates one
 	// into a file next to the database. Never use it in production.
 	Dev bool `yaml:"dev" env:"LATCHKEY_DEV"`
@@ -113,26 +146,28 @@ type Config struct {
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{
-		Issuer:                 "http://localhost:8080",
-		Addr:                   ":8080",
-		Database:               "latchkey.db",
-		AccessTokenTTL:         Duration(10 * time.Minute),
-		IDTokenTTL:             Duration(10 * time.Minute),
-		CodeTTL:                Duration(60 * time.Second),
-		RefreshIdle:            Duration(30 * 24 * time.Hour),
-		RefreshAbsolute:        Duration(90 * 24 * time.Hour),
-		RefreshGrace:           Duration(5 * time.Second),
-		SessionTTL:             Duration(12 * time.Hour),
-		SweepInterval:          Duration(time.Minute),
-		RevokeOnPasswordChange: true,
-		RevokeOnMFAEnroll:      false,
-		RevokeOnMFARemove:      true,
-		ThrottlePerAccount:     10,
-		ThrottlePerAddress:     100,
-		ThrottleWindow:         Duration(15 * time.Minute),
-		SigningAlg:             "RS256",
-		LogFormat:              "json",
-		LogLevel:               "info",
+		Issuer:                   "http://localhost:8080",
+		Addr:                     ":8080",
+		Database:                 "latchkey.db",
+		AccessTokenTTL:           Duration(10 * time.Minute),
+		IDTokenTTL:               Duration(10 * time.Minute),
+		CodeTTL:                  Duration(60 * time.Second),
+		RefreshIdle:              Duration(30 * 24 * time.Hour),
+		RefreshAbsolute:          Duration(90 * 24 * time.Hour),
+		RefreshGrace:             Duration(5 * time.Second),
+		SessionTTL:               Duration(12 * time.Hour),
+		SweepInterval:            Duration(time.Minute),
+		RevokeOnPasswordChange:   true,
+		RevokeOnMFAEnroll:        false,
+		RevokeOnMFARemove:        true,
+		ThrottlePerAccount:       10,
+		ThrottlePerAddress:       100,
+		ThrottleWindow:           Duration(15 * time.Minute),
+		ThrottleClientPerID:      50,
+		ThrottleClientPerAddress: 100,
+		SigningAlg:               "RS256",
+		LogFormat:                "json",
+		LogLevel:                 "info",
 	}
 }
 
@@ -203,7 +238,7 @@ func (c *Config) Validate() error {
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		errs = append(errs, fmt.Errorf("issuer %q must be an absolute http(s) URL", c.Issuer))
-	case u.RawQuery != "" || u.Fragment != "":
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(c.Issuer, "#"): // also a bare "?" or "#"
 		// OIDC Discovery §3: the issuer has no query or fragment.
 		errs = append(errs, fmt.Errorf("issuer %q must not have a query or fragment", c.Issuer))
 	case u.Scheme == "http" && !c.Dev && !isLoopback(u.Hostname()):
@@ -236,7 +271,10 @@ func (c *Config) Validate() error {
 	if c.RefreshGrace < 0 || c.RefreshGrace > Duration(time.Minute) {
 		errs = append(errs, errors.New("refresh_grace must be between 0s and 60s"))
 	}
-	if c.ThrottlePerAccount < 0 || c.ThrottlePerAddress < 0 || c.ThrottleWindow <= 0 {
+	if _, err := DecodeMasterKeys(c.OldMasterKeys); err != nil {
+		errs = append(errs, fmt.Errorf("old_master_keys: %w", err))
+	}
+	if c.ThrottlePerAccount < 0 || c.ThrottlePerAddress < 0 || c.ThrottleClientPerID < 0 || c.ThrottleClientPerAddress < 0 || c.ThrottleWindow <= 0 {
 		errs = append(errs, errors.New("throttle limits must not be negative and throttle_window must be positive"))
 	}
 	if c.RefreshIdle > c.RefreshAbsolute {
@@ -257,6 +295,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q must be debug, info, warn or error", c.LogLevel))
 	}
+	errs = append(errs, c.validateOperations()...) // admin.go
 	return errors.Join(errs...)
 }
 
@@ -272,6 +311,23 @@ func DecodeMasterKey(s string) ([]byte, error) {
 		}
 	}
 	return nil, errors.New("master key must be base64 (generate one with: openssl rand -base64 32)")
+}
+
+// DecodeMasterKeys decodes a comma-separated list of master keys (empty
+// entries ignored).
+func DecodeMasterKeys(s string) ([][]byte, error) {
+	var out [][]byte
+	for i, part := range strings.Split(s, ",") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		k, err := DecodeMasterKey(part)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w", i+1, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 func isLoopback(host string) bool {

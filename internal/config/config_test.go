@@ -100,6 +100,8 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"http localhost lookalike", func(c *Config) { c.Issuer = "http://localhost.evil.example" }, "must use https outside dev mode"},
 		{"issuer with query", func(c *Config) { c.Issuer = "https://id.example.com/?tenant=1" }, "must not have a query or fragment"},
 		{"issuer with fragment", func(c *Config) { c.Issuer = "https://id.example.com/#frag" }, "must not have a query or fragment"},
+		{"issuer with empty query", func(c *Config) { c.Issuer = "https://id.example.com/?" }, "must not have a query or fragment"},
+		{"issuer with empty fragment", func(c *Config) { c.Issuer = "https://id.example.com/#" }, "must not have a query or fragment"},
 		{"query rejected even in dev", func(c *Config) { c.Issuer = "http://localhost/?a=b"; c.Dev = true }, "must not have a query or fragment"},
 		{"ftp issuer", func(c *Config) { c.Issuer = "ftp://id.example.com" }, "must be an absolute http(s) URL"},
 		{"relative issuer", func(c *Config) { c.Issuer = "/auth" }, "must be an absolute http(s) URL"},

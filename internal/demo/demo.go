@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -168,7 +169,8 @@ func (a *app) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err1 := r.Cookie("demo_state")
 	ver, err2 := r.Cookie("demo_verifier")
-	if err1 != nil || err2 != nil || st.Value != q.Get("state") {
+	// The state is a CSRF secret: compare it in constant time.
+	if err1 != nil || err2 != nil || subtle.ConstantTimeCompare([]byte(st.Value), []byte(q.Get("state"))) != 1 {
 		a.render(w, view{Error: "The state did not match; start again."})
 		return
 	}

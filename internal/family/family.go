@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
@@ -33,6 +34,10 @@ type Service struct {
 	Store store.Store
 	Log   *slog.Logger
 	Now   func() time.Time
+	// Observe, when set, sees every audit event after it was stored (or
+	// failed to be): metrics count them and the audit webhook is nudged.
+	// It runs on the request path, so it must not block.
+	Observe func(*store.AuditEvent)
 }
 
 // End revokes every live family matching f with reason and audits each one.
@@ -62,6 +67,12 @@ func (s *Service) Audit(ctx context.Context, ev *store.AuditEvent) {
 		ev.Time = s.Now().UTC().Truncate(time.Millisecond)
 	}
 	attrs := []slog.Attr{slog.String("event", ev.Type)}
+	if id := httpx.RequestID(ctx); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if s.Observe != nil {
+		defer s.Observe(ev)
+	}
 	for _, kv := range [][2]string{{"user_id", ev.UserID}, {"client_id", ev.ClientID}, {"family_id", ev.FamilyID}, {"reason", ev.Reason}, {"detail", ev.Detail}} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))

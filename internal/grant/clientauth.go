@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/secret"
 	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/throttle"
 )
 
 const maxClientIDLen = 256
@@ -20,52 +22,117 @@ func invalidClient(desc string) *oauth.Error {
 }
 
 // AuthenticateClient authenticates the client of a token, revocation or
-// introspection request: client_secret_basic, client_secret_post, or none
-// for public clients (RFC 6749 §2.3.1, §3.2.1). A request must use exactly
-// one method.
+// introspection request with client_secret_basic, client_secret_post, or
+// none for public clients — not private_key_jwt, which needs the issuer
+// (use ClientAuth). It does not throttle.
 func AuthenticateClient(ctx context.Context, st store.Store, r *http.Request, form url.Values) (*store.Client, error) {
+	return (&ClientAuth{Store: st}).Authenticate(ctx, r, form)
+}
+
+// ClientAuth authenticates the client of a token, revocation or
+// introspection request: client_secret_basic, client_secret_post,
+// private_key_jwt (RFC 7523 §2.2, OIDC Core §9), or none for public clients
+// (RFC 6749 §2.3.1, §3.2.1). A request must use exactly one method.
+type ClientAuth struct {
+	Store store.Store
+	// Issuer enables private_key_jwt: an assertion's aud must hold the
+	// issuer or its token endpoint. Empty refuses assertions.
+	Issuer string
+	Now    func() time.Time
+	// Throttle, when set, counts failed authentications per client id and
+	// per address; over the limit, requests are refused with 429 before
+	// any credential is checked.
+	Throttle *throttle.Limiter
+}
+
+// credentials is what a request presents, before any check.
+type credentials struct {
+	id, secret string
+	basic      bool
+	assertion  string // private_key_jwt
+}
+
+// Authenticate returns the authenticated client.
+func (a *ClientAuth) Authenticate(ctx context.Context, r *http.Request, form url.Values) (*store.Client, error) {
+	cred, err := a.credentials(r, form)
+	if err != nil {
+		return nil, err
+	}
+	if a.Throttle != nil {
+		if wait := a.Throttle.Check(ctx, r, cred.id); wait > 0 {
+			return nil, &oauth.Error{Code: oauth.InvalidClient, Status: http.StatusTooManyRequests, RetryAfter: wait,
+				Description: "Too many failed client authentications; wait before trying again."}
+		}
+	}
+	c, err := a.verify(ctx, cred)
+	if err != nil && a.Throttle != nil && errors.Is(err, &oauth.Error{Code: oauth.InvalidClient}) {
+		a.Throttle.Fail(ctx, r, cred.id)
+	}
+	return c, err
+}
+
+// credentials extracts the one authentication method the request uses.
+func (a *ClientAuth) credentials(r *http.Request, form url.Values) (credentials, error) {
 	id, sec, basic := r.BasicAuth()
+	if form.Has("client_assertion") || form.Has("client_assertion_type") {
+		if basic || form.Has("client_secret") {
+			return credentials{}, oauth.New(oauth.InvalidRequest, "Use one client authentication method: a client assertion, HTTP Basic or client_secret, not several.")
+		}
+		return a.assertionCredentials(form)
+	}
 	if basic {
 		if form.Has("client_secret") {
-			return nil, oauth.New(oauth.InvalidRequest, "Use one client authentication method: HTTP Basic or client_secret in the body, not both.")
+			return credentials{}, oauth.New(oauth.InvalidRequest, "Use one client authentication method: HTTP Basic or client_secret in the body, not both.")
 		}
 		// RFC 6749 §2.3.1: the credentials are form-urlencoded before Basic.
 		var err1, err2 error
 		id, err1 = url.QueryUnescape(id)
 		sec, err2 = url.QueryUnescape(sec)
 		if err1 != nil || err2 != nil {
-			return nil, invalidClient("The HTTP Basic credentials are not correctly encoded.")
+			return credentials{}, invalidClient("The HTTP Basic credentials are not correctly encoded.")
 		}
 		if fid := form.Get("client_id"); fid != "" && fid != id {
-			return nil, oauth.New(oauth.InvalidRequest, "client_id in the body does not match the authenticated client.")
+			return credentials{}, oauth.New(oauth.InvalidRequest, "client_id in the body does not match the authenticated client.")
 		}
 	} else {
 		id, sec = form.Get("client_id"), form.Get("client_secret")
 	}
 	if id == "" {
-		return nil, invalidClient("Client authentication is required: send client_id (and client_secret for confidential clients).")
+		return credentials{}, invalidClient("Client authentication is required: send client_id (and client_secret for confidential clients).")
 	}
 	if len(id) > maxClientIDLen || len(sec) > secret.MaxSecret {
-		return nil, invalidClient("Client authentication failed.")
+		return credentials{}, invalidClient("Client authentication failed.")
 	}
-	c, err := st.GetClient(ctx, id)
+	return credentials{id: id, secret: sec, basic: basic}, nil
+}
+
+// verify checks the credentials against the registered client.
+func (a *ClientAuth) verify(ctx context.Context, cred credentials) (*store.Client, error) {
+	c, err := a.Store.GetClient(ctx, cred.id)
 	if errors.Is(err, store.ErrNotFound) {
-		if sec != "" {
-			secret.BurnPasswordCheck(sec)
+		if cred.secret != "" {
+			secret.BurnPasswordCheck(cred.secret)
 		}
 		return nil, invalidClient("Client authentication failed.")
 	}
 	if err != nil {
 		return nil, oauth.Wrap(err, "load client")
 	}
+	if cred.assertion != "" {
+		return a.verifyAssertion(ctx, c, cred.assertion)
+	}
 	switch {
-	case c.Public && (basic || sec != ""):
+	case c.Public && (cred.basic || cred.secret != ""):
 		return nil, invalidClient("This is a public client: it must not send a client secret.")
 	case c.Public:
 		return c, nil
-	case sec == "":
+	case c.JWKS != "":
+		// Registered for private_key_jwt only (OIDC Registration
+		// token_endpoint_auth_method): its secret, if any, is not accepted.
+		return nil, invalidClient("This client authenticates with private_key_jwt: send a signed client_assertion.")
+	case cred.secret == "":
 		return nil, invalidClient("This client must authenticate with its client secret.")
-	case !secret.VerifyClientSecret(c.SecretHash, sec):
+	case !secret.VerifyClientSecret(c.SecretHash, cred.secret):
 		return nil, invalidClient("Client authentication failed.")
 	}
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/secret"
@@ -24,7 +25,7 @@ func errBadCode() *oauth.Error {
 }
 
 // authorizationCode exchanges a code (RFC 6749 §4.1.3, OIDC Core §3.1.3.2).
-func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, form url.Values) (*Response, error) {
+func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, form url.Values, proof *dpop.Proof) (*Response, error) {
 	code := form.Get("code")
 	if code == "" {
 		return nil, oauth.New(oauth.InvalidRequest, "The code parameter is missing.")
@@ -75,6 +76,14 @@ func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, f
 	case ac.CodeChallenge != "" && !pkceMatches(ac.CodeChallenge, verifier):
 		return nil, oauth.New(oauth.InvalidGrant, "The code_verifier does not match the code_challenge.")
 	}
+	// RFC 9449 §10: a code bound with dpop_jkt is exchanged only with a
+	// proof from that key.
+	if ac.DPoPJKT != "" && jkt(proof) != ac.DPoPJKT {
+		if proof == nil {
+			return nil, oauth.New(oauth.InvalidGrant, "The authorization request bound this code to a DPoP key (dpop_jkt): send a DPoP proof signed with that key.").WithReason(oauth.ReasonDPoPKeyRequired)
+		}
+		return nil, oauth.New(oauth.InvalidGrant, "The DPoP proof's key is not the one the authorization request bound this code to (dpop_jkt).").WithReason(oauth.ReasonDPoPKeyMismatch)
+	}
 	user, err := h.Store.GetUser(ctx, ac.UserID)
 	if err != nil || user.Disabled {
 		return nil, errBadCode().WithCause(err)
@@ -96,6 +105,9 @@ func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, f
 		ID: ac.FamilyID, ClientID: client.ID, UserID: ac.UserID, Scopes: scopes, Offline: offline,
 		AuthTime: ac.AuthTime, AMR: ac.AMR, ACR: ac.ACR, PolicyVersion: client.PolicyVersion,
 		CredentialEpoch: user.CredentialEpoch, CreatedAt: now, LastUsedAt: now,
+		// RFC 9449 §5: the family (so its refresh tokens) is bound to the
+		// key of the exchange's proof, whatever the client type.
+		DPoPJKT: jkt(proof),
 	}
 	if offline {
 		idle, absolute := h.refreshLifetimes(client)
@@ -112,7 +124,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *store.Client, f
 	if err := h.Store.CreateFamily(ctx, f); err != nil {
 		return nil, oauth.Wrap(err, "create family")
 	}
-	resp, err := h.mint(ctx, f, client, user, scopes, ac.Nonce, now)
+	resp, err := h.mint(ctx, f, client, user, scopes, ac.Nonce, f.DPoPJKT, now)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/store"
@@ -55,7 +56,7 @@ const maxRotateAttempts = 4
 // refreshToken implements the refresh grant (RFC 6749 §6, OIDC Core §12,
 // RFC 9700 §4.14.2) with rotation, reuse detection and a grace window.
 // See docs/lifecycle.md.
-func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form url.Values) (*Response, error) {
+func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form url.Values, proof *dpop.Proof) (*Response, error) {
 	raw := form.Get("refresh_token")
 	if raw == "" {
 		return nil, oauth.New(oauth.InvalidRequest, "The refresh_token parameter is missing.")
@@ -81,6 +82,14 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 		if f.ClientID != client.ID || !f.Offline || gen > f.Generation {
 			audit(family.EventRefused, oauth.ReasonWrongClient)
 			return nil, refused(oauth.ReasonUnknown)
+		}
+		// RFC 9449 §5: a DPoP-bound family is refreshed only with a proof
+		// from its key. Checked before anything else about the family, so a
+		// thief without the key learns nothing and ends nothing (not even
+		// by presenting an old generation).
+		if err := checkBinding(f.DPoPJKT, proof); err != nil {
+			audit(family.EventRefused, err.Reason)
+			return nil, err
 		}
 		if !f.RevokedAt.IsZero() {
 			audit(family.EventRefused, f.RevokeReason)
@@ -138,7 +147,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			}
 			f.Generation, f.RotatedAt, f.LastUsedAt, f.IdleExpiresAt = gen+1, now, now, next
 			audit(family.EventRotated, "")
-			return h.answer(ctx, f, client, user, scopes, now)
+			return h.answer(ctx, f, client, user, scopes, jkt(proof), now)
 
 		case gen == f.Generation-1 && now.Sub(f.RotatedAt) <= h.Life.RefreshGrace:
 			// A retry after a lost response, or a concurrent refresh that
@@ -146,14 +155,14 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			// stays one chain. Once the successor is used the family moves
 			// on and this case no longer matches.
 			audit(family.EventGraceReplay, "")
-			return h.answer(ctx, f, client, user, scopes, now)
+			return h.answer(ctx, f, client, user, scopes, jkt(proof), now)
 
 		default: // an older generation, or the predecessor after the window
 			if client.ReuseReportOnly {
 				// Report-only: record what would have been revoked, revoke
 				// nothing, and answer with the current generation.
 				audit(family.EventReuseReported, oauth.ReasonReused)
-				return h.answer(ctx, f, client, user, scopes, now)
+				return h.answer(ctx, f, client, user, scopes, jkt(proof), now)
 			}
 			return end(oauth.ReasonReused, "an already-rotated refresh token was presented")
 		}
@@ -161,9 +170,25 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 	return nil, oauth.New(oauth.TemporarilyUnavailable, "The refresh token is being used concurrently; retry the request.")
 }
 
-// answer mints the access (and ID) token and the family's current refresh token.
-func (h *Handler) answer(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, now time.Time) (*Response, error) {
-	resp, err := h.mint(ctx, f, client, user, scopes, "", now)
+// checkBinding refuses a proof-less or other-key request for a token bound
+// to the DPoP key thumbprint bound ("" when unbound): invalid_grant with a
+// reason, the family left alone.
+func checkBinding(bound string, proof *dpop.Proof) *oauth.Error {
+	switch {
+	case bound == "":
+		return nil
+	case proof == nil:
+		return oauth.New(oauth.InvalidGrant, "This refresh token is bound to a DPoP key: send a DPoP proof (RFC 9449) signed with that key.").WithReason(oauth.ReasonDPoPKeyRequired)
+	case proof.JKT != bound:
+		return oauth.New(oauth.InvalidGrant, "This refresh token is bound to another DPoP key: sign the DPoP proof with the key it was issued to.").WithReason(oauth.ReasonDPoPKeyMismatch)
+	}
+	return nil
+}
+
+// answer mints the access (and ID) token and the family's current refresh
+// token; jkt binds the access token to a DPoP key.
+func (h *Handler) answer(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, jkt string, now time.Time) (*Response, error) {
+	resp, err := h.mint(ctx, f, client, user, scopes, "", jkt, now)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
@@ -23,7 +24,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	client, err := AuthenticateClient(ctx, h.Store, r, form)
+	client, err := h.authenticateClient(r, form)
 	if err != nil {
 		return err
 	}
@@ -31,11 +32,15 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
 	if tok == "" {
 		return oauth.New(oauth.InvalidRequest, "The token parameter is missing.")
 	}
+	proof, err := h.proof(w, r, "/revoke")
+	if err != nil {
+		return err
+	}
 	// §2.1: the hint is a lookup optimisation; an unknown or wrong hint
 	// falls back to the other type. With prefixed refresh tokens the format
 	// tells the type, so the hint never changes the outcome.
 	if token.IsRefreshToken(tok) {
-		err = h.revokeRefresh(ctx, client, tok)
+		err = h.revokeRefresh(ctx, client, tok, proof)
 	} else {
 		err = h.revokeAccess(ctx, client, tok)
 	}
@@ -51,7 +56,7 @@ func errNotYours() *oauth.Error {
 	return oauth.New(oauth.UnauthorizedClient, "This token was not issued to the authenticated client, which may not revoke it.")
 }
 
-func (h *Handler) revokeRefresh(ctx context.Context, client *store.Client, raw string) error {
+func (h *Handler) revokeRefresh(ctx context.Context, client *store.Client, raw string, proof *dpop.Proof) error {
 	fid, _, err := h.Refresh.Parse(raw)
 	if err != nil {
 		return nil // not ours: nothing to revoke
@@ -66,6 +71,11 @@ func (h *Handler) revokeRefresh(ctx context.Context, client *store.Client, raw s
 	// RFC 7009 §2.1: a client may revoke only its own tokens.
 	if f.ClientID != client.ID {
 		return errNotYours()
+	}
+	// A DPoP-bound token is useless without its key — for revocation too,
+	// so a thief cannot end the owner's sign-in with it.
+	if err := checkBinding(f.DPoPJKT, proof); err != nil {
+		return err
 	}
 	// Any generation of the family (even a rotated one) ends it: the
 	// holder of an old token asking for revocation is no threat.
@@ -127,7 +137,7 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	client, err := AuthenticateClient(ctx, h.Store, r, form)
+	client, err := h.authenticateClient(r, form)
 	if err != nil {
 		return err
 	}
@@ -198,6 +208,9 @@ func (h *Handler) introspectRefresh(ctx context.Context, client *store.Client, r
 		Active: true, Scope: oauth.JoinScope(f.Scopes), ClientID: f.ClientID, TokenType: "refresh_token",
 		Expiry: f.IdleExpiresAt.Unix(), IssuedAt: f.RotatedAt.Unix(), Subject: f.UserID, Issuer: h.Issuer,
 		AuthTime: f.AuthTime.Unix(), AbsoluteExpiry: f.AbsoluteExpiresAt.Unix(), FamilyID: f.ID,
+	}
+	if f.DPoPJKT != "" {
+		resp.Confirmation = &token.Confirmation{JKT: f.DPoPJKT} // RFC 9449 §6.2
 	}
 	if u, err := h.Store.GetUser(ctx, f.UserID); err == nil {
 		resp.Username = u.Username

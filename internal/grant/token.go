@@ -6,17 +6,21 @@ package grant
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/secret"
 	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/throttle"
 	"github.com/latchkey-dev/latchkey/internal/token"
 )
 
@@ -41,6 +45,44 @@ type Handler struct {
 	Issuer   string
 	Life     Lifetimes
 	Now      func() time.Time
+	// DPoP verifies DPoP proofs (RFC 9449); nil refuses them.
+	DPoP *dpop.Verifier
+	// Throttle counts failed client authentications (nil: no limit).
+	Throttle *throttle.Limiter
+}
+
+// authenticateClient authenticates the request's client with every method
+// (private_key_jwt included), throttling failures.
+func (h *Handler) authenticateClient(r *http.Request, form url.Values) (*store.Client, error) {
+	a := &ClientAuth{Store: h.Store, Issuer: h.Issuer, Now: h.Now, Throttle: h.Throttle}
+	return a.Authenticate(r.Context(), r, form)
+}
+
+// proof verifies the request's DPoP proof for endpoint (nil, nil without
+// one). With nonces enabled it also sends the current nonce.
+func (h *Handler) proof(w http.ResponseWriter, r *http.Request, endpoint string) (*dpop.Proof, error) {
+	if h.DPoP == nil {
+		if r.Header.Get("DPoP") != "" {
+			return nil, dpop.Invalid("DPoP is not supported by this server.")
+		}
+		return nil, nil
+	}
+	if n := h.DPoP.Nonce(); n != "" {
+		w.Header().Set("DPoP-Nonce", n)
+	}
+	p, err := h.DPoP.Verify(r.Context(), r, dpop.Request{Method: r.Method, URL: h.Issuer + endpoint})
+	if errors.Is(err, dpop.ErrNoProof) {
+		return nil, nil
+	}
+	return p, err
+}
+
+// jkt is the thumbprint tokens are bound to: the proof's, or "".
+func jkt(p *dpop.Proof) string {
+	if p == nil {
+		return ""
+	}
+	return p.JKT
 }
 
 // Mount registers the routes.
@@ -81,9 +123,17 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
 	if gt == "" {
 		return oauth.New(oauth.InvalidRequest, "The grant_type parameter is missing.")
 	}
-	client, err := AuthenticateClient(ctx, h.Store, r, form)
+	client, err := h.authenticateClient(r, form)
 	if err != nil {
 		return err
+	}
+	// RFC 9449 §5: a proof, when sent, binds what is issued to its key.
+	proof, err := h.proof(w, r, "/token")
+	if err != nil {
+		return err
+	}
+	if proof == nil && client.RequireDPoP {
+		return dpop.Invalid("This client must send a DPoP proof (RFC 9449) with every token request.")
 	}
 	var resp *Response
 	switch gt {
@@ -91,12 +141,12 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
 		if !slices.Contains(client.GrantTypes, gt) {
 			return oauth.New(oauth.UnauthorizedClient, "This client may not use the authorization_code grant.")
 		}
-		resp, err = h.authorizationCode(ctx, client, form)
+		resp, err = h.authorizationCode(ctx, client, form, proof)
 	case "refresh_token":
 		if !slices.Contains(client.GrantTypes, gt) {
 			return oauth.New(oauth.UnauthorizedClient, "This client may not use the refresh_token grant.")
 		}
-		resp, err = h.refreshToken(ctx, client, form)
+		resp, err = h.refreshToken(ctx, client, form, proof)
 	default:
 		return oauth.New(oauth.UnsupportedGrantType, "Supported grant types are authorization_code and refresh_token.")
 	}
@@ -109,8 +159,9 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
 
 // mint signs the access token (and ID token when openid was granted) for a
 // family and fills resp. scopes is the access token's scope (the family's,
-// or narrower on refresh); nonce is only set at the code exchange.
-func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, nonce string, now time.Time) (*Response, error) {
+// or narrower on refresh); nonce is only set at the code exchange; jkt, when
+// set, binds the access token to a DPoP key (cnf.jkt, token_type DPoP).
+func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Client, user *store.User, scopes []string, nonce, jkt string, now time.Time) (*Response, error) {
 	iat := now.Unix()
 	at := token.AccessClaims{
 		Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
@@ -118,14 +169,16 @@ func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Clien
 		ClientID: client.ID, Scope: oauth.JoinScope(scopes),
 		AuthTime: f.AuthTime.Unix(), ACR: f.ACR, AMR: f.AMR, FamilyID: f.ID,
 	}
-	if f.DPoPJKT != "" {
-		at.Confirmation = &token.Confirmation{JKT: f.DPoPJKT}
+	tokenType := "Bearer"
+	if jkt != "" {
+		at.Confirmation = &token.Confirmation{JKT: jkt}
+		tokenType = "DPoP" // RFC 9449 §5
 	}
 	access, err := h.Keys.Sign(ctx, token.TypeAccess, at)
 	if err != nil {
 		return nil, oauth.Wrap(err, "sign access token")
 	}
-	resp := &Response{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(h.Life.AccessToken / time.Second), Scope: oauth.JoinScope(scopes)}
+	resp := &Response{AccessToken: access, TokenType: tokenType, ExpiresIn: int64(h.Life.AccessToken / time.Second), Scope: oauth.JoinScope(scopes)}
 	if slices.Contains(f.Scopes, oauth.ScopeOpenID) {
 		idc := token.IDClaims{
 			Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,7 @@ func Handle(log *slog.Logger, ew ErrorWriter, h HandlerFunc) http.Handler {
 			return
 		}
 		e := oauth.As(err)
+		recordOutcome(r.Context(), e.Code, e.Reason)
 		level := slog.LevelInfo
 		if e.HTTPStatus() >= 500 {
 			level = slog.LevelError
@@ -67,6 +69,9 @@ func WriteOAuthError(w http.ResponseWriter, r *http.Request, err error) {
 	e := oauth.As(err)
 	if e.WWWAuthenticate != "" {
 		w.Header().Set("WWW-Authenticate", e.WWWAuthenticate)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 	WriteJSON(w, e.HTTPStatus(), OAuthResponse{Error: e.Code, Description: e.Description, Reason: e.Reason})
 }

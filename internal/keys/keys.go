@@ -12,8 +12,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +61,10 @@ type Manager struct {
 	// ReloadEvery is how often the key set is re-read from the store; 0
 	// means ReloadInterval. Tests shorten it.
 	ReloadEvery time.Duration
+	// KidSeed (secret, the same on every instance: derived from the master
+	// key) makes Init's first keys' kids deterministic; see Init. nil means
+	// random kids.
+	KidSeed []byte
 	// TokenTTL is the longest lifetime of any token signed with these keys
 	// (max of the access and ID token lifetimes). It decides how long a
 	// retired key stays published (see Retention); 0 means a conservative
@@ -88,11 +95,19 @@ func Generate(alg jose.SignatureAlgorithm) (crypto.Signer, error) {
 
 // NewRecord generates a key and returns its store record in state.
 func (m *Manager) NewRecord(alg jose.SignatureAlgorithm, state string) (*store.SigningKey, error) {
+	return m.newRecord(alg, state, secret.Random(12))
+}
+
+func (m *Manager) newRecord(alg jose.SignatureAlgorithm, state, kid string) (*store.SigningKey, error) {
 	priv, err := Generate(alg)
 	if err != nil {
 		return nil, err
 	}
-	kid := secret.Random(12)
+	return m.record(priv, alg, state, kid, m.Now().UTC().Truncate(time.Millisecond))
+}
+
+// record seals priv into a store record created at now.
+func (m *Manager) record(priv crypto.Signer, alg jose.SignatureAlgorithm, state, kid string, now time.Time) (*store.SigningKey, error) {
 	privJWK := jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(alg), Use: "sig"}
 	privJSON, err := privJWK.MarshalJSON()
 	if err != nil {
@@ -102,7 +117,6 @@ func (m *Manager) NewRecord(alg jose.SignatureAlgorithm, state string) (*store.S
 	if err != nil {
 		return nil, err
 	}
-	now := m.Now().UTC().Truncate(time.Millisecond)
 	rec := &store.SigningKey{ID: kid, Alg: string(alg), State: state, PrivateKey: m.Sealer.Seal(privJSON, []byte(kid)), PublicKey: pubJSON, CreatedAt: now}
 	if state == store.KeyActive {
 		rec.ActivatedAt = now
@@ -113,38 +127,70 @@ func (m *Manager) NewRecord(alg jose.SignatureAlgorithm, state string) (*store.S
 // Init loads the key set, creating an active key for Alg if there is none
 // (first start) and a next key if none is published, so that the next
 // rotation promotes a key relying parties have already fetched.
+//
+// Several instances starting at once on an empty database must end up with
+// one key set, or they would sign with different keys, each missing from
+// the other's JWKS. With KidSeed set, the keys Init creates have
+// deterministic kids, so only one insert of each succeeds and the others
+// (store.ErrConflict) load the winner's. If such a kid is taken by a key of
+// an earlier life (signing_alg switched back), a random kid is used.
 func (m *Manager) Init(ctx context.Context) error {
-	if err := m.Reload(ctx); err != nil {
-		return err
-	}
-	m.mu.RLock()
-	hasActive := m.active != nil
-	hasNext := slices.ContainsFunc(m.keys, func(k *signingKey) bool {
-		return k.rec.State == store.KeyNext && k.rec.Alg == string(m.Alg)
-	})
-	m.mu.RUnlock()
-	if hasActive && hasNext {
-		return nil
-	}
-	// If another instance creates keys at the same moment, Reload picks the
-	// oldest active key on every instance, so they all agree; a second next
-	// key is harmless (rotations promote the oldest).
-	for _, need := range []struct {
-		missing bool
-		state   string
-	}{{!hasActive, store.KeyActive}, {!hasNext, store.KeyNext}} {
-		if !need.missing {
-			continue
-		}
-		rec, err := m.NewRecord(m.Alg, need.state)
-		if err != nil {
+	for attempt := 0; ; attempt++ {
+		if err := m.Reload(ctx); err != nil {
 			return err
 		}
-		if err := m.Store.CreateSigningKey(ctx, rec); err != nil {
-			return fmt.Errorf("keys: store new %s key: %w", need.state, err)
+		m.mu.RLock()
+		hasActive := m.active != nil
+		hasNext := slices.ContainsFunc(m.keys, func(k *signingKey) bool {
+			return k.rec.State == store.KeyNext && k.rec.Alg == string(m.Alg)
+		})
+		m.mu.RUnlock()
+		if (hasActive && hasNext) || attempt == 2 {
+			return nil
+		}
+		var states []string
+		if !hasActive {
+			states = append(states, store.KeyActive)
+		}
+		if !hasNext {
+			states = append(states, store.KeyNext)
+		}
+		// Generating an RSA key takes a while: make both at once.
+		privs := make([]crypto.Signer, len(states))
+		errs := make([]error, len(states))
+		var wg sync.WaitGroup
+		for i := range states {
+			wg.Go(func() { privs[i], errs[i] = Generate(m.Alg) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		now := m.Now().UTC().Truncate(time.Millisecond)
+		for i, state := range states {
+			kid := secret.Random(12)
+			if attempt == 0 && len(m.KidSeed) > 0 {
+				kid = bootstrapKid(m.KidSeed, state, m.Alg)
+			}
+			// Distinct times, so the active key is listed before the next one.
+			created := now.Add(-time.Duration(len(states)-1-i) * time.Millisecond)
+			rec, err := m.record(privs[i], m.Alg, state, kid, created)
+			if err != nil {
+				return err
+			}
+			if err := m.Store.CreateSigningKey(ctx, rec); err != nil && !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("keys: store new %s key: %w", state, err)
+			}
 		}
 	}
-	return m.Reload(ctx)
+}
+
+// bootstrapKid is the kid of the first key of a state and algorithm:
+// unguessable across deployments, the same for every instance of one.
+func bootstrapKid(seed []byte, state string, alg jose.SignatureAlgorithm) string {
+	h := hmac.New(sha256.New, seed)
+	h.Write([]byte("bootstrap/" + state + "/" + string(alg)))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
 // Reload reads the key set from the store.
@@ -251,6 +297,9 @@ func (m *Manager) Sign(ctx context.Context, typ string, claims any) (string, err
 	m.mu.RUnlock()
 	if k == nil {
 		return "", errors.New("keys: no active signing key")
+	}
+	if tok, ok, err := compactSign(k, typ, claims); ok { // jws.go
+		return tok, err
 	}
 	if s == nil {
 		var err error

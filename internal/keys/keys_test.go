@@ -129,8 +129,10 @@ func TestInitCreatesOneActiveKeyAndReusesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].State != store.KeyActive || recs[0].Alg != "RS256" || recs[0].ActivatedAt.IsZero() {
-		t.Fatalf("after Init: %+v", recs)
+	// An active key and a published next key (see rotate.go).
+	if len(recs) != 2 || recs[0].State != store.KeyActive || recs[0].Alg != "RS256" || recs[0].ActivatedAt.IsZero() ||
+		recs[1].State != store.KeyNext || recs[1].Alg != "RS256" {
+		t.Fatalf("after Init: %+v %+v", *recs[0], recs[1:])
 	}
 	if bytes.Contains(recs[0].PrivateKey, []byte(`"d"`)) {
 		t.Fatal("the stored private key is not encrypted")
@@ -148,7 +150,7 @@ func TestInitCreatesOneActiveKeyAndReusesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, _ = st.ListSigningKeys(ctx)
-	if len(recs) != 1 {
+	if len(recs) != 2 {
 		t.Fatalf("second Init created another key: %d keys", len(recs))
 	}
 	// Each instance verifies the other's tokens.
@@ -299,8 +301,8 @@ func TestJWKSHasOnlyPublicParts(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Keys) != 3 {
-		t.Fatalf("JWKS has %d keys, want 3: %s", len(doc.Keys), raw)
+	if len(doc.Keys) != 6 { // an active and a next key each
+		t.Fatalf("JWKS has %d keys, want 6: %s", len(doc.Keys), raw)
 	}
 	kty := map[string]string{}
 	for _, k := range doc.Keys {

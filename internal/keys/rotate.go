@@ -81,11 +81,11 @@ func (m *Manager) Rotate(ctx context.Context, minNextAge time.Duration) (*Rotate
 			return nil, err
 		}
 		res.Created = rec.ID
-		return res, fmt.Errorf("%w: there was none, so %s was created and published; rotate again once it has been for %s",
+		return res, fmt.Errorf("%w: there was none, so %s was created and published; rotate again in %s",
 			ErrNotReady, rec.ID, MinNextAge)
 	}
 	promote := next[0]
-	if age := now.Sub(promote.CreatedAt); age < minNextAge {
+	if age := now.Sub(promote.CreatedAt); minNextAge > 0 && age < minNextAge {
 		return res, fmt.Errorf("%w: next key %s was published %s ago; rotate again in %s (or force it)",
 			ErrNotReady, promote.ID, age.Truncate(time.Second), (minNextAge - age).Round(time.Second))
 	}

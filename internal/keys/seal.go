@@ -24,10 +24,32 @@ func (m MasterKey) Derive(purpose string) []byte {
 }
 
 // Sealer encrypts small values at rest with AES-256-GCM.
-type Sealer struct{ aead cipher.AEAD }
+type Sealer struct {
+	aead cipher.AEAD
+	// old open values sealed under previous master keys (during a master
+	// key rotation, see `latchkey keys rotate-master`); never used to seal.
+	old []cipher.AEAD
+}
 
-// NewSealer returns a Sealer keyed for purpose.
-func NewSealer(m MasterKey, purpose string) (*Sealer, error) {
+// NewSealer returns a Sealer keyed for purpose. It seals with m and opens
+// values sealed under m or any of old.
+func NewSealer(m MasterKey, purpose string, old ...MasterKey) (*Sealer, error) {
+	aead, err := newAEAD(m, purpose)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sealer{aead: aead}
+	for _, o := range old {
+		a, err := newAEAD(o, purpose)
+		if err != nil {
+			return nil, fmt.Errorf("old master key: %w", err)
+		}
+		s.old = append(s.old, a)
+	}
+	return s, nil
+}
+
+func newAEAD(m MasterKey, purpose string) (cipher.AEAD, error) {
 	if len(m) != 32 {
 		return nil, errors.New("keys: master key must be 32 bytes")
 	}
@@ -35,11 +57,7 @@ func NewSealer(m MasterKey, purpose string) (*Sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &Sealer{aead: aead}, nil
+	return cipher.NewGCM(block)
 }
 
 // Seal encrypts plaintext; ad binds it to its row (e.g. the key id).
@@ -49,15 +67,29 @@ func (s *Sealer) Seal(plaintext, ad []byte) []byte {
 	return s.aead.Seal(nonce, nonce, plaintext, ad)
 }
 
-// Open decrypts a Seal result.
+// Open decrypts a Seal result, sealed under the current master key or an
+// old one.
 func (s *Sealer) Open(ciphertext, ad []byte) ([]byte, error) {
+	pt, _, err := s.OpenCurrent(ciphertext, ad)
+	return pt, err
+}
+
+// OpenCurrent is Open that also reports whether the value was sealed under
+// the current master key (false: under an old one, so it should be
+// re-sealed).
+func (s *Sealer) OpenCurrent(ciphertext, ad []byte) (plaintext []byte, current bool, err error) {
 	n := s.aead.NonceSize()
 	if len(ciphertext) < n {
-		return nil, errors.New("keys: sealed value too short")
+		return nil, false, errors.New("keys: sealed value too short")
 	}
 	pt, err := s.aead.Open(nil, ciphertext[:n], ciphertext[n:], ad)
-	if err != nil {
-		return nil, fmt.Errorf("keys: cannot decrypt (wrong master key?): %w", err)
+	if err == nil {
+		return pt, true, nil
 	}
-	return pt, nil
+	for _, a := range s.old {
+		if pt, e := a.Open(nil, ciphertext[:n], ciphertext[n:], ad); e == nil {
+			return pt, false, nil
+		}
+	}
+	return nil, false, fmt.Errorf("keys: cannot decrypt (wrong master key?): %w", err)
 }

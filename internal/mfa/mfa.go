@@ -47,9 +47,13 @@ type Factor struct {
 // Codec seals factors with the master key.
 type Codec struct{ sealer *keys.Sealer }
 
-// NewCodec returns a Codec keyed from the master key.
-func NewCodec(m keys.MasterKey) (*Codec, error) {
-	s, err := keys.NewSealer(m, "totp")
+// SealPurpose is the Sealer purpose of second factors.
+const SealPurpose = "totp"
+
+// NewCodec returns a Codec keyed from the master key; it also opens
+// factors sealed under the old master keys (during a master key rotation).
+func NewCodec(m keys.MasterKey, old ...keys.MasterKey) (*Codec, error) {
+	s, err := keys.NewSealer(m, SealPurpose, old...)
 	if err != nil {
 		return nil, err
 	}

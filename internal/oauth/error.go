@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -33,6 +34,7 @@ const (
 	ConsentRequired         = "consent_required"
 	InteractionRequired     = "interaction_required"
 	InvalidDPoPProof        = "invalid_dpop_proof"
+	UseDPoPNonce            = "use_dpop_nonce" // RFC 9449 §8
 )
 
 // Error is an OAuth error response. Code and Description are sent to the
@@ -53,7 +55,10 @@ type Error struct {
 	// WWWAuthenticate, when set, is sent as the WWW-Authenticate header
 	// (RFC 6749 §5.2: a failed HTTP Basic client authentication).
 	WWWAuthenticate string
-	Cause           error
+	// RetryAfter, when positive, is sent as the Retry-After header (in
+	// whole seconds, rounded up) with a throttled request's 429.
+	RetryAfter time.Duration
+	Cause      error
 }
 
 // New returns an error with a formatted description.

@@ -18,4 +18,6 @@ const (
 	ReasonOperator         = "operator_revoked"    // an operator revoked it from the CLI or admin API
 	ReasonWrongClient      = "wrong_client"        // refusal only: presented by another client (family not ended)
 	ReasonUnknown          = "unknown_token"       // refusal only: not a token we issued
+	ReasonDPoPKeyRequired  = "dpop_key_required"   // refusal only: the token is DPoP-bound and no proof was sent
+	ReasonDPoPKeyMismatch  = "dpop_key_mismatch"   // refusal only: the proof's key is not the one the token is bound to
 )

@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/family"
@@ -77,7 +76,7 @@ func RevokeGrant(ctx context.Context, st store.Store, fam *family.Service, userI
 func UserByName(ctx context.Context, st store.Store, username string) (*store.User, error) {
 	u, err := st.GetUserByUsername(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no user named %q", username)
+		return nil, notFound("no user named %q", username)
 	}
 	return u, err
 }
@@ -118,7 +117,7 @@ func RevokeTokens(ctx context.Context, st store.Store, fam *family.Service, user
 // password may hold tokens too.
 func SetPassword(ctx context.Context, st store.Store, fam *family.Service, username, password string, endFamilies bool, now time.Time) (int, error) {
 	if err := ValidatePassword(password); err != nil {
-		return 0, err
+		return 0, invalid(err)
 	}
 	u, err := UserByName(ctx, st, username)
 	if err != nil {

@@ -45,6 +45,9 @@ type ClientSpec struct {
 	// JWKS (a JSON Web Key Set of public keys) makes the client
 	// authenticate with private_key_jwt instead of a secret.
 	JWKS string
+	// RequireMFA: sign-ins for this client need a second factor (the
+	// admin API sets it at creation; the CLI with client update).
+	RequireMFA bool
 }
 
 // ClientView is what the CLI prints for a client.
@@ -208,7 +211,7 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 		errs = append(errs, errors.New("name must be at most 200 characters"))
 	}
 	if len(errs) > 0 {
-		return ClientView{}, errors.Join(errs...)
+		return ClientView{}, invalid(errors.Join(errs...))
 	}
 	generated := ""
 	c := &store.Client{
@@ -216,6 +219,7 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: spec.Scopes,
 		RefreshIdle: spec.RefreshIdle, RefreshAbsolute: spec.RefreshAbsolute, ReuseReportOnly: spec.ReuseReportOnly,
 		PolicyVersion: 1, CreatedAt: now, UpdatedAt: now, RequireDPoP: spec.RequireDPoP, JWKS: spec.JWKS,
+		RequireMFA: spec.RequireMFA,
 	}
 	if !spec.Public && spec.JWKS == "" {
 		sec := spec.Secret
@@ -231,7 +235,7 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 	}
 	if err := st.CreateClient(ctx, c); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return ClientView{}, fmt.Errorf("a client with id %q already exists", spec.ID)
+			return ClientView{}, conflict("a client with id %q already exists", spec.ID)
 		}
 		return ClientView{}, err
 	}
@@ -258,19 +262,25 @@ type ClientUpdate struct {
 // UpdateClient applies u. A change of authentication policy bumps the
 // client's policy version.
 func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate, now time.Time) (ClientView, error) {
+	if u.RedirectURIs != nil && len(u.RedirectURIs) == 0 {
+		return ClientView{}, invalid(errors.New("at least one --redirect-uri is required"))
+	}
 	for _, r := range u.RedirectURIs {
 		if err := ValidateRedirectURI(r); err != nil {
-			return ClientView{}, err
+			return ClientView{}, invalid(err)
 		}
 	}
 	if u.Scopes != nil {
 		if err := validateScopes(u.Scopes); err != nil {
-			return ClientView{}, err
+			return ClientView{}, invalid(err)
 		}
+	}
+	if u.Name != nil && len(*u.Name) > 200 {
+		return ClientView{}, invalid(errors.New("name must be at most 200 characters"))
 	}
 	if u.JWKS != nil {
 		if _, err := keys.ParseClientJWKS(*u.JWKS); err != nil {
-			return ClientView{}, err
+			return ClientView{}, invalid(err)
 		}
 	}
 	c, err := st.UpdateClient(ctx, id, func(c *store.Client) error {
@@ -301,15 +311,15 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 		}
 		if u.JWKS != nil {
 			if c.JWKS == "" {
-				return errors.New("--jwks replaces the keys of a private_key_jwt client; this client authenticates otherwise (create a new client instead)")
+				return invalid(errors.New("--jwks replaces the keys of a private_key_jwt client; this client authenticates otherwise (create a new client instead)"))
 			}
 			c.JWKS = *u.JWKS
 		}
 		c.UpdatedAt = now
-		return validateLifetimes(c.RefreshIdle, c.RefreshAbsolute)
+		return invalid(validateLifetimes(c.RefreshIdle, c.RefreshAbsolute))
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return ClientView{}, fmt.Errorf("no client with id %q", id)
+		return ClientView{}, notFound("no client with id %q", id)
 	}
 	if err != nil {
 		return ClientView{}, err
@@ -320,7 +330,7 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 // DeleteClient ends the client's families and deletes it.
 func DeleteClient(ctx context.Context, st store.Store, fam *family.Service, id string) error {
 	if _, err := st.GetClient(ctx, id); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no client with id %q", id)
+		return notFound("no client with id %q", id)
 	} else if err != nil {
 		return err
 	}
@@ -384,10 +394,10 @@ func ValidatePassword(pw string) error {
 // CreateUser validates spec and stores the user.
 func CreateUser(ctx context.Context, st store.Store, spec UserSpec, now time.Time) (UserView, error) {
 	if err := errors.Join(ValidateUsername(spec.Username), ValidatePassword(spec.Password)); err != nil {
-		return UserView{}, err
+		return UserView{}, invalid(err)
 	}
 	if spec.Email != "" && (!strings.Contains(spec.Email, "@") || len(spec.Email) > 254) {
-		return UserView{}, fmt.Errorf("email %q is not valid", spec.Email)
+		return UserView{}, invalid(fmt.Errorf("email %q is not valid", spec.Email))
 	}
 	h, err := secret.HashPassword(spec.Password, secret.DefaultArgon2)
 	if err != nil {
@@ -399,7 +409,7 @@ func CreateUser(ctx context.Context, st store.Store, spec UserSpec, now time.Tim
 	}
 	if err := st.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return UserView{}, fmt.Errorf("a user named %q already exists", spec.Username)
+			return UserView{}, conflict("a user named %q already exists", spec.Username)
 		}
 		return UserView{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/keys"
 )
 
 // Discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414 §2).
@@ -17,6 +18,10 @@ type Discovery struct {
 	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
 	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	RevocationAuthSigningAlgs         []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	DPoPSigningAlgValuesSupported     []string `json:"dpop_signing_alg_values_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	ResponseModesSupported            []string `json:"response_modes_supported"`
@@ -50,10 +55,14 @@ func (s *Server) discovery() Discovery {
 		GrantTypesSupported:               []string{"authorization_code", "refresh_token"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{s.keys.ActiveAlg()},
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "none"},
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
-		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post", "none"},
-		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post"},
+		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		TokenEndpointAuthSigningAlgs:      keys.ClientAlgNames(),
+		RevocationAuthSigningAlgs:         keys.ClientAlgNames(),
+		IntrospectionAuthSigningAlgs:      keys.ClientAlgNames(),
+		DPoPSigningAlgValuesSupported:     keys.ClientAlgNames(),
 		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash", "name", "preferred_username", "email"},
 		PromptValuesSupported:             []string{"none", "login", "consent", "select_account"},
 		ACRValuesSupported:                []string{"urn:latchkey:acr:password", "urn:latchkey:acr:mfa"},

@@ -17,10 +17,12 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/account"
 	"github.com/latchkey-dev/latchkey/internal/authorize"
 	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/grant"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/metrics"
 	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/session"
 	"github.com/latchkey-dev/latchkey/internal/store"
@@ -39,6 +41,7 @@ type Server struct {
 	keys     *keys.Manager
 	families *family.Service
 	web      *web.Renderer
+	dpop     *dpop.Verifier
 	handler  http.Handler
 }
 
@@ -49,6 +52,12 @@ type Options struct {
 	Log       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set, counts audit events and times every route
+	// (internal/metrics); it is served on the admin listener.
+	Metrics *metrics.Metrics
+	// OnAudit, when set, also sees every audit event (the audit webhook's
+	// wake-up). It must not block.
+	OnAudit func(*store.AuditEvent)
 }
 
 // New builds a server. The store must already be migrated.
@@ -57,35 +66,51 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	s := &Server{cfg: cfg, issuer: strings.TrimRight(cfg.Issuer, "/"), store: o.Store, log: o.Log, now: o.Now}
-	sealer, err := keys.NewSealer(o.MasterKey, keys.SealPurpose)
+	// Previous master keys (after `latchkey keys rotate-master`) still
+	// open sealed values and verify refresh tokens; nothing new uses them.
+	oldRaw, err := config.DecodeMasterKeys(cfg.OldMasterKeys)
+	if err != nil {
+		return nil, fmt.Errorf("old master keys: %w", err)
+	}
+	old := make([]keys.MasterKey, len(oldRaw))
+	oldRefresh := make([][]byte, len(oldRaw))
+	for i, k := range oldRaw {
+		old[i], oldRefresh[i] = k, keys.MasterKey(k).Derive("refresh-token/v1")
+	}
+	sealer, err := keys.NewSealer(o.MasterKey, keys.SealPurpose, old...)
 	if err != nil {
 		return nil, err
 	}
 	s.keys = &keys.Manager{Store: o.Store, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Now: o.Now,
-		TokenTTL: max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D())}
+		TokenTTL: max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D()), KidSeed: o.MasterKey.Derive("signing-key-ids")}
 	if err := s.keys.Init(ctx); err != nil {
 		return nil, err
 	}
 	if s.web, err = web.New(cfg.Templates); err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	s.families = &family.Service{Store: o.Store, Log: o.Log, Now: o.Now}
+	s.families = &family.Service{Store: o.Store, Log: o.Log, Now: o.Now, Observe: observeAudit(o.Metrics, o.OnAudit)}
 	u, _ := url.Parse(s.issuer)
 	sessions := &session.Manager{Store: o.Store, Now: o.Now, TTL: cfg.SessionTTL.D(), Secure: u.Scheme == "https", CSRFKey: o.MasterKey.Derive("csrf")}
 
 	mux := http.NewServeMux()
-	mfaCodec, err := mfa.NewCodec(o.MasterKey)
+	mfaCodec, err := mfa.NewCodec(o.MasterKey, old...)
 	if err != nil {
 		return nil, err
 	}
 	limiter := &throttle.Limiter{Store: o.Store, Now: o.Now, Log: o.Log, PerAccount: cfg.ThrottlePerAccount, PerAddress: cfg.ThrottlePerAddress, Window: cfg.ThrottleWindow.D()}
+	clientLimiter := &throttle.Limiter{Store: o.Store, Now: o.Now, Log: o.Log, Scope: "client",
+		PerAccount: cfg.ThrottleClientPerID, PerAddress: cfg.ThrottleClientPerAddress, Window: cfg.ThrottleWindow.D()}
+	// Stateless DPoP nonces under a key derived from the master key, so
+	// every instance issues and accepts the same ones.
+	s.dpop = &dpop.Verifier{Store: o.Store, Now: o.Now, NonceKey: o.MasterKey.Derive("dpop-nonce"), RequireNonce: cfg.DPoPRequireNonce}
 	(&authorize.Handler{
 		Store: o.Store, Sessions: sessions, Web: s.web, Families: s.families, Log: o.Log, Throttle: limiter, MFA: mfaCodec,
 		Issuer: s.issuer, CodeTTL: cfg.CodeTTL.D(), Now: o.Now,
 	}).Mount(mux)
 	(&grant.Handler{
-		Store: o.Store, Keys: s.keys, Refresh: token.NewRefreshCodec(o.MasterKey.Derive("refresh-token/v1")),
-		Families: s.families, Log: o.Log, Issuer: s.issuer, Now: o.Now,
+		Store: o.Store, Keys: s.keys, Refresh: token.NewRefreshCodec(o.MasterKey.Derive("refresh-token/v1"), oldRefresh...),
+		Families: s.families, Log: o.Log, Issuer: s.issuer, Now: o.Now, DPoP: s.dpop, Throttle: clientLimiter,
 		Life: grant.Lifetimes{
 			AccessToken: cfg.AccessTokenTTL.D(), IDToken: cfg.IDTokenTTL.D(),
 			RefreshIdle: cfg.RefreshIdle.D(), RefreshAbsolute: cfg.RefreshAbsolute.D(), RefreshGrace: cfg.RefreshGrace.D(),
@@ -109,18 +134,47 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 	// second CSRF defence; the protocol endpoints are called cross-origin by
 	// design (an RP may POST to /authorize, SPAs call /token).
 	pages := http.NewCrossOriginProtection().Handler(mux)
-	s.handler = httpx.Middleware(o.Log, cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.handler = httpx.Middleware(o.Log, o.Metrics.Instrument(cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if corsPaths[r.URL.Path] || r.URL.Path == "/authorize" || r.URL.Path == "/introspect" {
 			mux.ServeHTTP(w, r)
 			return
 		}
 		pages.ServeHTTP(w, r)
-	})))
+	}))))
 	return s, nil
 }
 
 // Handler is the public HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Families is the server's family service: the admin API ends families and
+// writes audit events through it, so they are counted and delivered like
+// the server's own.
+func (s *Server) Families() *family.Service { return s.families }
+
+// Keys is the server's signing key manager (the admin API lists and
+// rotates keys with it).
+func (s *Server) Keys() *keys.Manager { return s.keys }
+
+// Ready reports whether the server can serve: the database answers.
+func (s *Server) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.store.Ping(ctx)
+}
+
+// observeAudit combines the audit observers that are set.
+func observeAudit(m *metrics.Metrics, also func(*store.AuditEvent)) func(*store.AuditEvent) {
+	if m == nil && also == nil {
+		return nil
+	}
+	return func(ev *store.AuditEvent) {
+		m.ObserveAudit(ev)
+		if also != nil {
+			also(ev)
+		}
+	}
+}
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

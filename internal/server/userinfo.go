@@ -6,14 +6,28 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/grant"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/token"
 )
 
 // bearerError answers a protected-resource request per RFC 6750 §3.
 func bearerError(w http.ResponseWriter, code, desc string) {
+	authError(w, `Bearer realm="latchkey"`, code, desc)
+}
+
+// dpopError answers a request made (or that should have been made) with
+// the DPoP scheme, per RFC 9449 §7.1: a DPoP challenge with the algorithms
+// accepted.
+func dpopError(w http.ResponseWriter, code, desc string) {
+	authError(w, `DPoP algs="`+strings.Join(keys.ClientAlgNames(), " ")+`"`, code, desc)
+}
+
+func authError(w http.ResponseWriter, challenge, code, desc string) {
 	status := http.StatusUnauthorized
 	switch code {
 	case oauth.InvalidRequest:
@@ -21,9 +35,11 @@ func bearerError(w http.ResponseWriter, code, desc string) {
 	case oauth.InsufficientScope:
 		status = http.StatusForbidden
 	}
-	h := `Bearer realm="latchkey"`
+	h := challenge
 	if code != "" {
-		h += `, error="` + code + `", error_description="` + desc + `"`
+		// RFC 6750 §3: the values are quoted-strings; keep them valid.
+		q := strings.NewReplacer(`"`, "'", `\`, "/")
+		h += `, error="` + code + `", error_description="` + q.Replace(desc) + `"`
 	}
 	w.Header().Set("WWW-Authenticate", h)
 	if code == "" {
@@ -33,15 +49,26 @@ func bearerError(w http.ResponseWriter, code, desc string) {
 	httpx.WriteJSON(w, status, httpx.OAuthResponse{Error: code, Description: desc})
 }
 
-// bearerToken extracts the access token from the Authorization header or a
-// form body (RFC 6750 §2.1, §2.2); using both is an error.
-func bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var tok string
+// maxAuthorization bounds the Authorization header (a scheme and a token).
+const maxAuthorization = token.MaxLen + 64
+
+// bearerToken extracts the access token from the Authorization header
+// (Bearer, or DPoP per RFC 9449 §7.1: isDPoP) or a form body (RFC 6750
+// §2.1, §2.2); using both is an error.
+func bearerToken(w http.ResponseWriter, r *http.Request) (tok string, isDPoP, ok bool) {
 	if a := r.Header.Get("Authorization"); a != "" {
+		if len(a) > maxAuthorization || len(r.Header.Values("Authorization")) > 1 {
+			bearerError(w, oauth.InvalidRequest, "The Authorization header is too long or repeated.")
+			return "", false, false
+		}
 		scheme, rest, ok := strings.Cut(a, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			bearerError(w, oauth.InvalidRequest, "Use the Bearer authorization scheme.")
-			return "", false
+		switch {
+		case ok && strings.EqualFold(scheme, "Bearer"):
+		case ok && strings.EqualFold(scheme, "DPoP"):
+			isDPoP = true
+		default:
+			bearerError(w, oauth.InvalidRequest, "Use the Bearer or DPoP authorization scheme.")
+			return "", false, false
 		}
 		tok = strings.TrimSpace(rest)
 	}
@@ -50,21 +77,62 @@ func bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
 		if err != nil {
 			e := oauth.As(err)
 			bearerError(w, oauth.InvalidRequest, e.Description)
-			return "", false
+			return "", false, false
 		}
 		if form.Has("access_token") {
 			if tok != "" {
 				bearerError(w, oauth.InvalidRequest, "Send the access token in one place only.")
-				return "", false
+				return "", false, false
 			}
 			tok = form.Get("access_token")
 		}
 	}
 	if tok == "" {
 		bearerError(w, "", "")
-		return "", false
+		return "", false, false
 	}
-	return tok, true
+	return tok, isDPoP, true
+}
+
+// checkDPoP enforces RFC 9449 §7 for a verified access token: a DPoP-bound
+// token only with the DPoP scheme and a proof from its key, bound to the
+// token (ath); an unbound token never with the DPoP scheme. It answers and
+// returns false when the request is refused.
+func (s *Server) checkDPoP(w http.ResponseWriter, r *http.Request, raw string, isDPoP bool, c *token.AccessClaims) bool {
+	bound := ""
+	if c.Confirmation != nil {
+		bound = c.Confirmation.JKT
+	}
+	switch {
+	case bound == "" && !isDPoP:
+		return true
+	case bound == "":
+		dpopError(w, oauth.InvalidToken, "This access token is not DPoP-bound; send it with the Bearer scheme.")
+		return false
+	case !isDPoP:
+		// A stolen bound token must not work as a bearer token (downgrade).
+		dpopError(w, oauth.InvalidToken, "This access token is DPoP-bound: send it with the DPoP scheme and a DPoP proof.")
+		return false
+	}
+	if n := s.dpop.Nonce(); n != "" {
+		w.Header().Set("DPoP-Nonce", n)
+	}
+	p, err := s.dpop.Verify(r.Context(), r, dpop.Request{Method: r.Method, URL: s.issuer + "/userinfo", AccessToken: raw})
+	switch e := oauth.As(err); {
+	case errors.Is(err, dpop.ErrNoProof):
+		dpopError(w, oauth.InvalidDPoPProof, "Send a DPoP proof in the DPoP header.")
+		return false
+	case err != nil && (e.Code == oauth.InvalidDPoPProof || e.Code == oauth.UseDPoPNonce):
+		dpopError(w, e.Code, e.Description)
+		return false
+	case err != nil:
+		httpx.WriteOAuthError(w, r, e)
+		return false
+	case p.JKT != bound:
+		dpopError(w, oauth.InvalidToken, "The DPoP proof's key is not the one this access token is bound to.")
+		return false
+	}
+	return true
 }
 
 // Userinfo is the UserInfo response (OIDC Core §5.3).
@@ -77,17 +145,24 @@ type Userinfo struct {
 
 func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	raw, ok := bearerToken(w, r)
+	raw, isDPoP, ok := bearerToken(w, r)
 	if !ok {
 		return
 	}
 	claims, _, err := grant.ActiveAccessToken(ctx, s.store, s.keys, s.issuer, s.now(), raw)
 	if errors.Is(err, grant.ErrInactive) {
+		if isDPoP {
+			dpopError(w, oauth.InvalidToken, "The access token is invalid, expired or revoked.")
+			return
+		}
 		bearerError(w, oauth.InvalidToken, "The access token is invalid, expired or revoked.")
 		return
 	}
 	if err != nil {
 		httpx.WriteOAuthError(w, r, oauth.Wrap(err, "check access token"))
+		return
+	}
+	if !s.checkDPoP(w, r, raw, isDPoP, claims) {
 		return
 	}
 	scopes := oauth.ParseScope(claims.Scope)

@@ -158,13 +158,13 @@ func TestStartAndCurrent(t *testing.T) {
 		t.Fatalf("Current = %+v, %v", got, err)
 	}
 	for name, r := range map[string]*http.Request{
-		"no cookie":      requestWith(),
-		"unknown value":  requestWith(&http.Cookie{Name: "latchkey_session", Value: secret.Random(32)}),
-		"the stored id":  requestWith(&http.Cookie{Name: "latchkey_session", Value: s.ID}),
-		"oversized":      requestWith(&http.Cookie{Name: "latchkey_session", Value: strings.Repeat("a", 129)}),
-		"prefixed name":  requestWith(&http.Cookie{Name: "__Host-latchkey_session", Value: c.Value}),
-		"csrf cookie":    requestWith(&http.Cookie{Name: "latchkey_csrf", Value: c.Value}),
-		"empty value":    requestWith(&http.Cookie{Name: "latchkey_session", Value: ""}),
+		"no cookie":     requestWith(),
+		"unknown value": requestWith(&http.Cookie{Name: "latchkey_session", Value: secret.Random(32)}),
+		"the stored id": requestWith(&http.Cookie{Name: "latchkey_session", Value: s.ID}),
+		"oversized":     requestWith(&http.Cookie{Name: "latchkey_session", Value: strings.Repeat("a", 129)}),
+		"prefixed name": requestWith(&http.Cookie{Name: "__Host-latchkey_session", Value: c.Value}),
+		"csrf cookie":   requestWith(&http.Cookie{Name: "latchkey_csrf", Value: c.Value}),
+		"empty value":   requestWith(&http.Cookie{Name: "latchkey_session", Value: ""}),
 	} {
 		if _, err := m.Current(ctx, r); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: Current = %v, want ErrNotFound", name, err)

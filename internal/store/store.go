@@ -62,8 +62,15 @@ type Client struct {
 	// bumped whenever the policy changes.
 	RequireMFA    bool
 	PolicyVersion int
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// RequireDPoP: every token request of this client must carry a DPoP
+	// proof (RFC 9449), so all its tokens are sender-constrained.
+	RequireDPoP bool
+	// JWKS is the client's public JSON Web Key Set (JSON) for
+	// private_key_jwt authentication (RFC 7523); empty for other clients.
+	// A client with a JWKS authenticates only with signed assertions.
+	JWKS      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // User is a person who signs in.
@@ -109,8 +116,11 @@ type AuthRequest struct {
 	Prompt              []string
 	MaxAge              int // seconds; -1 when absent
 	ACRValues           []string
-	CreatedAt           time.Time
-	ExpiresAt           time.Time
+	// DPoPJKT is the dpop_jkt parameter (RFC 9449 §10): the code will be
+	// bound to this key thumbprint.
+	DPoPJKT   string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // AuthCode is an authorization code. ID is the SHA-256 (hex) of the code.
@@ -127,7 +137,10 @@ type AuthCode struct {
 	ACR           string
 	// FamilyID is chosen when the code is issued; the code exchange creates
 	// the family with this id, so a replayed code can revoke it.
-	FamilyID  string
+	FamilyID string
+	// DPoPJKT binds the code to a DPoP key (RFC 9449 §10): the exchange
+	// must carry a proof signed with that key.
+	DPoPJKT   string
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    time.Time // zero until redeemed
@@ -306,11 +319,40 @@ type Store interface {
 	GetThrottle(ctx context.Context, key string, now time.Time) (int, time.Time, error)
 	ResetThrottle(ctx context.Context, key string) error
 
+	// UseJTI records a one-time value — the hash of a namespaced DPoP
+	// proof or client assertion jti — until expiresAt, atomically across
+	// instances. ErrAlreadyUsed if it is recorded and not expired at now.
+	UseJTI(ctx context.Context, key string, expiresAt, now time.Time) error
+
 	AppendAudit(ctx context.Context, e *AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+	// ListAuditAfter returns up to limit events with an id above afterID,
+	// in id order (the audit webhook walks the log with it). Ids increase
+	// with every append but may have gaps, and on PostgreSQL a smaller id
+	// can become visible after a larger one (concurrent appends commit in
+	// any order).
+	ListAuditAfter(ctx context.Context, afterID int64, limit int) ([]*AuditEvent, error)
+
+	// ClaimCursor takes or renews, for owner, the lease on the named
+	// delivery cursor until now+ttl — unless another owner's lease has not
+	// expired — and returns the cursor's position and whether owner now
+	// holds the lease. A cursor that does not exist is created at the
+	// newest audit event id (delivery starts with the events appended
+	// after it). Atomic across instances: of concurrent claimers one wins.
+	ClaimCursor(ctx context.Context, name, owner string, now time.Time, ttl time.Duration) (pos int64, held bool, err error)
+	// AdvanceCursor moves the named cursor to pos (never backwards) and
+	// extends the lease to now+ttl, if owner still holds it; ErrConflict
+	// when another owner took the lease.
+	AdvanceCursor(ctx context.Context, name, owner string, pos int64, now time.Time, ttl time.Duration) error
+
+	// CountLiveFamilies counts the families that can still be refreshed
+	// at now: offline, not revoked, neither idle nor absolute expiry
+	// reached (the live-families gauge).
+	CountLiveFamilies(ctx context.Context, now time.Time) (int, error)
 
 	// Sweep deletes up to batch expired or dead rows of each kind (expired
-	// sessions, auth requests, codes, revoked-token entries, throttle windows; families dead
+	// sessions, auth requests, codes, revoked-token entries, throttle windows, used
+	// jtis; families dead
 	// or expired for longer than keepDead) and returns how many it deleted.
 	Sweep(ctx context.Context, now time.Time, keepDead time.Duration, batch int) (int, error)
 }

@@ -76,6 +76,8 @@ type Server struct {
 	// MasterKey is the server's master key; Log its logger.
 	MasterKey []byte
 	Log       *slog.Logger
+	// Srv is the running server (its family service and key manager).
+	Srv *server.Server
 	// secrets collects every token, code, secret and password the test saw,
 	// so the cleanup can check none reached a log line.
 	secretsMu sync.Mutex
@@ -103,6 +105,7 @@ type Option func(*settings)
 type settings struct {
 	cfg    config.Config
 	master []byte
+	opts   func(*server.Options)
 	wrap   func(h http.Handler, issuer string) http.Handler
 	noSeed bool
 	clock  *Clock
@@ -110,6 +113,9 @@ type settings struct {
 
 // WithConfig edits the configuration.
 func WithConfig(fn func(*config.Config)) Option { return func(s *settings) { fn(&s.cfg) } }
+
+// WithServerOptions edits the server.Options (metrics, audit observers).
+func WithServerOptions(fn func(*server.Options)) Option { return func(s *settings) { s.opts = fn } }
 
 // WithMasterKey sets the master key (several instances on one database must
 // share it).
@@ -161,11 +167,15 @@ func StartOn(t *testing.T, st store.Store, opts ...Option) *Server {
 	}
 	ts.Config, ts.MasterKey = cfg, set.master
 	log := slog.New(slog.NewJSONHandler(ts.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(ctx, cfg, server.Options{Store: st, MasterKey: set.master, Log: log, Now: ts.Clock.Now})
+	so := server.Options{Store: st, MasterKey: set.master, Log: log, Now: ts.Clock.Now}
+	if set.opts != nil {
+		set.opts(&so)
+	}
+	srv, err := server.New(ctx, cfg, so)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.Log = log
+	ts.Log, ts.Srv = log, srv
 	var h http.Handler = srv.Handler()
 	if set.wrap != nil {
 		h = set.wrap(h, ts.URL)

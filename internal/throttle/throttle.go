@@ -25,16 +25,30 @@ type Limiter struct {
 	PerAccount int
 	PerAddress int
 	Window     time.Duration
+	// Scope separates limiters that share the store: "" for sign-in
+	// (accounts are usernames), "client" for client authentication at the
+	// token, revocation and introspection endpoints (accounts are client
+	// ids), so each counts its own failures per address too.
+	Scope string
 }
 
-func accountKey(username string) string { return secret.SHA256("acct|" + strings.ToLower(username)) }
+func (l *Limiter) accountKey(username string) string {
+	return secret.SHA256(l.scope() + "acct|" + strings.ToLower(username))
+}
 
-func addressKey(r *http.Request) string {
+func (l *Limiter) addressKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	return secret.SHA256("addr|" + host)
+	return secret.SHA256(l.scope() + "addr|" + host)
+}
+
+func (l *Limiter) scope() string {
+	if l.Scope == "" {
+		return ""
+	}
+	return l.Scope + "/"
 }
 
 // Check returns how long the caller must wait, or 0 when the attempt may
@@ -46,7 +60,7 @@ func (l *Limiter) Check(ctx context.Context, r *http.Request, username string) t
 	for _, k := range []struct {
 		key   string
 		limit int
-	}{{accountKey(username), l.PerAccount}, {addressKey(r), l.PerAddress}} {
+	}{{l.accountKey(username), l.PerAccount}, {l.addressKey(r), l.PerAddress}} {
 		if k.limit <= 0 {
 			continue
 		}
@@ -64,7 +78,7 @@ func (l *Limiter) Check(ctx context.Context, r *http.Request, username string) t
 
 // Fail counts a failed attempt.
 func (l *Limiter) Fail(ctx context.Context, r *http.Request, username string) {
-	for _, k := range []string{accountKey(username), addressKey(r)} {
+	for _, k := range []string{l.accountKey(username), l.addressKey(r)} {
 		if _, _, err := l.Store.HitThrottle(ctx, k, l.Now(), l.Window); err != nil {
 			l.Log.Warn("throttle hit", slog.Any("error", err))
 		}
@@ -73,7 +87,7 @@ func (l *Limiter) Fail(ctx context.Context, r *http.Request, username string) {
 
 // Succeed clears the account's failures after a successful sign-in.
 func (l *Limiter) Succeed(ctx context.Context, r *http.Request, username string) {
-	if err := l.Store.ResetThrottle(ctx, accountKey(username)); err != nil {
+	if err := l.Store.ResetThrottle(ctx, l.accountKey(username)); err != nil {
 		l.Log.Warn("throttle reset", slog.Any("error", err))
 	}
 }

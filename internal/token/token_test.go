@@ -33,8 +33,8 @@ func TestRefreshRoundTrip(t *testing.T) {
 		if !strings.HasPrefix(tok, RefreshPrefix) || !IsRefreshToken(tok) {
 			t.Fatalf("token %q lacks the prefix", tok)
 		}
-		if len(tok) != len(RefreshPrefix)+76 {
-			t.Fatalf("token length %d, want %d", len(tok), len(RefreshPrefix)+76)
+		if len(tok) != len(RefreshPrefix)+78 {
+			t.Fatalf("token length %d, want %d", len(tok), len(RefreshPrefix)+78)
 		}
 		fid, g, err := c.Parse(tok)
 		if err != nil {
@@ -55,14 +55,62 @@ func TestRefreshRoundTrip(t *testing.T) {
 
 func TestRefreshLayout(t *testing.T) {
 	// Rebuild the token independently from the documented layout.
+	kidMAC := hmac.New(sha256.New, testKey)
+	kidMAC.Write([]byte("latchkey/refresh-token/key-id"))
+	kid := kidMAC.Sum(nil)[0]
 	fid := []byte("0123456789abcdef")
-	msg := append([]byte{1}, fid...)
+	msg := append([]byte{2, kid}, fid...)
 	msg = binary.BigEndian.AppendUint64(msg, 5)
 	h := hmac.New(sha256.New, testKey)
 	h.Write(msg)
 	want := "lkrt_" + base64.RawURLEncoding.EncodeToString(h.Sum(msg))
 	if got := mustMint(t, NewRefreshCodec(testKey), testFID, 5); got != want {
 		t.Fatalf("Mint = %q, want %q", got, want)
+	}
+}
+
+// legacyMint builds a version 1 token (no key id), as minted before key ids.
+func legacyMint(key []byte, gen int64) string {
+	msg := append([]byte{1}, []byte("0123456789abcdef")...)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(gen))
+	h := hmac.New(sha256.New, key)
+	h.Write(msg)
+	return "lkrt_" + base64.RawURLEncoding.EncodeToString(h.Sum(msg))
+}
+
+// After a master-key rotation the codec mints under the new key and still
+// accepts tokens minted under the old ones — and version 1 tokens under
+// any of them — but never a token of a key it was not given.
+func TestRefreshKeyRotation(t *testing.T) {
+	oldC := NewRefreshCodec(testKey)
+	newC := NewRefreshCodec(otherKey, testKey)
+	third := bytes.Repeat([]byte{0x44}, 32)
+	oldTok := mustMint(t, oldC, testFID, 7)
+	for name, tok := range map[string]string{"old key": oldTok, "legacy old key": legacyMint(testKey, 7), "legacy new key": legacyMint(otherKey, 7)} {
+		fid, gen, err := newC.Parse(tok)
+		if err != nil || fid != testFID || gen != 7 {
+			t.Errorf("%s: Parse = %q, %d, %v", name, fid, gen, err)
+		}
+	}
+	minted := mustMint(t, newC, testFID, 8)
+	if minted != mustMint(t, NewRefreshCodec(otherKey), testFID, 8) {
+		t.Error("the rotated codec does not mint under its first key")
+	}
+	if _, _, err := oldC.Parse(minted); !errors.Is(err, ErrMalformed) {
+		t.Error("a codec without the new key accepted a token minted under it")
+	}
+	for name, tok := range map[string]string{"third key": mustMint(t, NewRefreshCodec(third), testFID, 7), "legacy third key": legacyMint(third, 7)} {
+		if _, _, err := newC.Parse(tok); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s accepted: %v", name, err)
+		}
+	}
+	// A token whose key id names one key but whose MAC is another key's.
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(oldTok, RefreshPrefix))
+	raw[1] = RefreshKeyID(otherKey)
+	if raw[1] != RefreshKeyID(testKey) {
+		if _, _, err := newC.Parse(RefreshPrefix + base64.RawURLEncoding.EncodeToString(raw)); !errors.Is(err, ErrMalformed) {
+			t.Error("a token with another key's id was accepted")
+		}
 	}
 }
 
@@ -87,11 +135,13 @@ func TestParseRejects(t *testing.T) {
 		h.Write(msg)
 		return reencode(h.Sum(append([]byte(nil), msg...)))
 	}
-	wrongVersion := append([]byte(nil), raw[:25]...)
-	wrongVersion[0] = 2
-	hugeGen := append([]byte{1}, raw[1:17]...)
+	wrongVersion := append([]byte(nil), raw[:26]...)
+	wrongVersion[0] = 3
+	v1Long := append([]byte(nil), raw[:26]...) // version 1 at version 2's length
+	v1Long[0] = 1
+	hugeGen := append([]byte(nil), raw[:18]...)
 	hugeGen = binary.BigEndian.AppendUint64(hugeGen, 1<<62+1)
-	negGen := append([]byte{1}, raw[1:17]...)
+	negGen := append([]byte(nil), raw[:18]...)
 	negGen = binary.BigEndian.AppendUint64(negGen, 1<<63)
 
 	tests := map[string]string{
@@ -108,6 +158,8 @@ func TestParseRejects(t *testing.T) {
 		"std alphabet":          RefreshPrefix + base64.RawStdEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, 57)),
 		"other key":             mustMint(t, NewRefreshCodec(otherKey), testFID, 3),
 		"wrong version":         withMAC(wrongVersion),
+		"version 1, long":       withMAC(v1Long),
+		"nonzero padding bits":  tok[:len(tok)-1] + string(tok[len(tok)-1]+1),
 		"generation over 2^62":  withMAC(hugeGen),
 		"negative generation":   withMAC(negGen),
 		"newline inside":        tok[:40] + "\n" + tok[40:],
@@ -204,7 +256,7 @@ func FuzzParseRefresh(f *testing.F) {
 		f.Add(mustMint(f, c, testFID, gen))
 	}
 	tok := mustMint(f, c, testFID, 5)
-	for _, s := range []string{"", RefreshPrefix, "lkrt_AAAA", tok[:len(tok)-1], tok + "A", tok[:30] + "\n" + tok[30:], "lkat_" + tok[5:], strings.Repeat("A", 81)} {
+	for _, s := range []string{"", RefreshPrefix, "lkrt_AAAA", legacyMint(testKey, 3), legacyMint(otherKey, 3), tok[:len(tok)-1], tok + "A", tok[:30] + "\n" + tok[30:], "lkat_" + tok[5:], strings.Repeat("A", 81)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -222,7 +274,7 @@ func FuzzParseRefresh(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Parse(%q) returned family %q that cannot be minted: %v", s, fid, err)
 		}
-		if again != s {
+		if again != s && s != legacyMint(testKey, gen) {
 			t.Fatalf("Parse accepted %q, which is not the canonical token %q", s, again)
 		}
 	})

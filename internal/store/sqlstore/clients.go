@@ -12,7 +12,7 @@ import (
 var clientTable = table{"clients", []string{
 	"id", "name", "secret_hash", "is_public", "redirect_uris", "grant_types", "scopes",
 	"refresh_idle_ms", "refresh_absolute_ms", "reuse_report_only", "require_mfa",
-	"policy_version", "created_at", "updated_at",
+	"policy_version", "created_at", "updated_at", "require_dpop", "jwks",
 }}
 
 func clientArgs(c *store.Client) ([]any, error) {
@@ -21,7 +21,7 @@ func clientArgs(c *store.Client) ([]any, error) {
 		c.ID, c.Name, c.SecretHash, c.Public, jsonList(c.RedirectURIs),
 		e.list("grant types", c.GrantTypes), e.list("scopes", c.Scopes),
 		durMS(c.RefreshIdle), durMS(c.RefreshAbsolute), c.ReuseReportOnly, c.RequireMFA,
-		c.PolicyVersion, ms(c.CreatedAt), ms(c.UpdatedAt),
+		c.PolicyVersion, ms(c.CreatedAt), ms(c.UpdatedAt), c.RequireDPoP, c.JWKS,
 	}
 	return args, e.err
 }
@@ -33,7 +33,8 @@ func scanClient(sc scanner) (*store.Client, error) {
 		idle, absolute, created, upd int64
 	)
 	err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &redirects, &grants, &scopes,
-		&idle, &absolute, &c.ReuseReportOnly, &c.RequireMFA, &c.PolicyVersion, &created, &upd)
+		&idle, &absolute, &c.ReuseReportOnly, &c.RequireMFA, &c.PolicyVersion, &created, &upd,
+		&c.RequireDPoP, &c.JWKS)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 
 // GetClient returns store.ErrNotFound for an unknown id.
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
-	c, err := s.getClient(ctx, s.db, id, "")
+	c, err := s.getClient(ctx, s.q(), id, "")
 	return c, s.wrap(err, "get client %q", id)
 }
 

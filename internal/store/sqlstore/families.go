@@ -55,7 +55,7 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
 // GetFamily returns the family, revoked or not; store.ErrNotFound for an
 // unknown id.
 func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error) {
-	f, err := scanFamily(s.db.QueryRowContext(ctx, s.d.rebind(familyTable.selectSQL("WHERE id = ?")), id))
+	f, err := scanFamily(s.q().QueryRowContext(ctx, s.d.rebind(familyTable.selectSQL("WHERE id = ?")), id))
 	return f, s.wrap(err, "get family %q", id)
 }
 
@@ -83,7 +83,7 @@ func (s *Store) RotateFamily(ctx context.Context, id string, from int64, now, id
 
 func (s *Store) existsOrNotFound(ctx context.Context, id string) error {
 	var one int
-	return s.db.QueryRowContext(ctx, s.d.rebind(`SELECT 1 FROM families WHERE id = ?`), id).Scan(&one)
+	return s.q().QueryRowContext(ctx, s.d.rebind(`SELECT 1 FROM families WHERE id = ?`), id).Scan(&one)
 }
 
 // TouchFamily sets LastUsedAt; store.ErrNotFound for an unknown id.
@@ -183,7 +183,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt tim
 // token is rejected for that reason anyway.
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`), jti).Scan(&n)
+	err := s.q().QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?`), jti).Scan(&n)
 	if err != nil {
 		return false, s.wrap(err, "access token revoked")
 	}

@@ -66,7 +66,7 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 
 var authRequestTable = table{"auth_requests", []string{
 	"id", "client_id", "redirect_uri", "state", "nonce", "code_challenge", "code_challenge_method",
-	"scopes", "prompt", "max_age", "acr_values", "created_at", "expires_at",
+	"scopes", "prompt", "max_age", "acr_values", "created_at", "expires_at", "dpop_jkt",
 }}
 
 // CreateAuthRequest inserts r; store.ErrConflict if the id exists.
@@ -74,7 +74,7 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *store.AuthRequest) err
 	var e encoder
 	args := []any{r.ID, r.ClientID, r.RedirectURI, r.State, r.Nonce, r.CodeChallenge, r.CodeChallengeMethod,
 		e.list("scopes", r.Scopes), e.list("prompt", r.Prompt), r.MaxAge, e.list("acr values", r.ACRValues),
-		ms(r.CreatedAt), ms(r.ExpiresAt)}
+		ms(r.CreatedAt), ms(r.ExpiresAt), r.DPoPJKT}
 	if e.err != nil {
 		return fmt.Errorf("sqlstore: create auth request %q: %w", r.ID, e.err)
 	}
@@ -92,7 +92,7 @@ func (s *Store) GetAuthRequest(ctx context.Context, id string, now time.Time) (*
 	)
 	err := s.db.QueryRowContext(ctx, s.d.rebind(authRequestTable.selectSQL("WHERE id = ? AND expires_at > ?")), id, ms(now)).
 		Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Nonce, &r.CodeChallenge, &r.CodeChallengeMethod,
-			&scopes, &prompt, &r.MaxAge, &acr, &created, &expires)
+			&scopes, &prompt, &r.MaxAge, &acr, &created, &expires, &r.DPoPJKT)
 	if err != nil {
 		return nil, s.wrap(err, "get auth request %q", id)
 	}
@@ -110,7 +110,7 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 
 var authCodeTable = table{"auth_codes", []string{
 	"id", "client_id", "user_id", "redirect_uri", "nonce", "code_challenge", "scopes", "auth_time",
-	"amr", "acr", "family_id", "created_at", "expires_at", "used_at",
+	"amr", "acr", "family_id", "created_at", "expires_at", "used_at", "dpop_jkt",
 }}
 
 func scanAuthCode(sc scanner) (*store.AuthCode, error) {
@@ -120,7 +120,7 @@ func scanAuthCode(sc scanner) (*store.AuthCode, error) {
 		authTime, created, expires, usedAt int64
 	)
 	err := sc.Scan(&c.ID, &c.ClientID, &c.UserID, &c.RedirectURI, &c.Nonce, &c.CodeChallenge, &scopes,
-		&authTime, &amr, &c.ACR, &c.FamilyID, &created, &expires, &usedAt)
+		&authTime, &amr, &c.ACR, &c.FamilyID, &created, &expires, &usedAt, &c.DPoPJKT)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,8 @@ func scanAuthCode(sc scanner) (*store.AuthCode, error) {
 func (s *Store) CreateAuthCode(ctx context.Context, c *store.AuthCode) error {
 	var e encoder
 	args := []any{c.ID, c.ClientID, c.UserID, c.RedirectURI, c.Nonce, c.CodeChallenge, e.list("scopes", c.Scopes),
-		ms(c.AuthTime), e.list("amr", c.AMR), c.ACR, c.FamilyID, ms(c.CreatedAt), ms(c.ExpiresAt), ms(c.UsedAt)}
+		ms(c.AuthTime), e.list("amr", c.AMR), c.ACR, c.FamilyID, ms(c.CreatedAt), ms(c.ExpiresAt), ms(c.UsedAt),
+		c.DPoPJKT}
 	if e.err != nil {
 		return fmt.Errorf("sqlstore: create auth code: %w", e.err)
 	}

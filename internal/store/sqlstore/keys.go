@@ -70,7 +70,8 @@ func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(*store.
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
 	var id int64
 	err := s.retry(ctx, func() error {
-		return s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO audit_events
+		defer s.writeTurn(ctx)()
+		return s.q().QueryRowContext(ctx, s.d.rebind(`INSERT INTO audit_events
 			(at, event_type, user_id, client_id, family_id, reason, detail)
 			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 			ms(e.Time), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail).Scan(&id)

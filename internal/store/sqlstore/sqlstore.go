@@ -45,6 +45,10 @@ type Store struct {
 	db  *sql.DB
 	d   *dialect
 	dsn string
+	// SQLite only (nil on PostgreSQL): prepared statements of the hot path
+	// and the writers' queue; see hotpath.go.
+	stmts   *stmtCache
+	writers chan struct{}
 }
 
 // Pool defaults. They can be changed through DB().
@@ -120,6 +124,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxLifetime(postgresConnMaxLifetime)
 	}
 	s := &Store{db: db, d: d, dsn: dsn}
+	if d == sqliteDialect {
+		s.stmts, s.writers = newStmtCache(db), make(chan struct{}, 1)
+	}
 	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
 	if err == nil && d == sqliteDialect && !isSQLiteMemory(dsn) {
 		err = s.retry(ctx, func() error { return setWAL(ctx, db) })
@@ -192,7 +199,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 
 // dialect holds everything that differs between the engines.
 type dialect struct {
@@ -318,6 +328,7 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 // once and must not have side effects outside tx.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.retry(ctx, func() error {
+		defer s.writeTurn(ctx)()
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
@@ -338,8 +349,9 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
 	err := s.retry(ctx, func() error {
+		defer s.writeTurn(ctx)()
 		var err error
-		res, err = s.db.ExecContext(ctx, s.d.rebind(query), args...)
+		res, err = s.q().ExecContext(ctx, s.d.rebind(query), args...)
 		return err
 	})
 	return res, err

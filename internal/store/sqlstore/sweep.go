@@ -27,8 +27,8 @@ type sweepRule struct {
 // single write lock is never held for long and several instances may sweep
 // at once (they only race to delete the same rows).
 //
-// Dead rows: sessions, auth requests and revoked-token entries at or past
-// their expiry; auth codes at or past expiry whether used or not (a used
+// Dead rows: sessions, auth requests, revoked-token entries and used jtis
+// at or past their expiry; auth codes at or past expiry whether used or not (a used
 // code is kept until then so a replay is detected); families revoked more
 // than keepDead ago; offline families whose idle or absolute expiry passed
 // more than keepDead ago; families without a refresh token created more
@@ -49,6 +49,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration
 		{{"auth_codes", "id", "expires_at <= ?", []any{nowMS}}},
 		{{"revoked_tokens", "jti", "expires_at <= ?", []any{nowMS}}},
 		{{"throttles", "throttle_key", "window_end <= ?", []any{nowMS}}},
+		{{"used_jtis", "jti_key", "expires_at <= ?", []any{nowMS}}},
 		{
 			{"families", "id", "revoked_at > 0 AND revoked_at <= ?", []any{dead}},
 			{"families", "id", "offline = ? AND idle_expires_at > 0 AND idle_expires_at <= ?", []any{true, dead}},

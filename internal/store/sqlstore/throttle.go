@@ -30,7 +30,7 @@ func (s *Store) HitThrottle(ctx context.Context, key string, now time.Time, wind
 // current at now (0 when none).
 func (s *Store) GetThrottle(ctx context.Context, key string, now time.Time) (int, time.Time, error) {
 	var count, end int64
-	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT count, window_end FROM throttles WHERE throttle_key = ? AND window_end > ?`), key, ms(now)).Scan(&count, &end)
+	err := s.q().QueryRowContext(ctx, s.d.rebind(`SELECT count, window_end FROM throttles WHERE throttle_key = ? AND window_end > ?`), key, ms(now)).Scan(&count, &end)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, nil
 	}

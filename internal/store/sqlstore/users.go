@@ -45,7 +45,7 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) error {
 
 // GetUser returns store.ErrNotFound for an unknown id.
 func (s *Store) GetUser(ctx context.Context, id string) (*store.User, error) {
-	u, err := s.getUser(ctx, s.db, id, "")
+	u, err := s.getUser(ctx, s.q(), id, "")
 	return u, s.wrap(err, "get user %q", id)
 }
 

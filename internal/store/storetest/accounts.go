@@ -26,6 +26,8 @@ func fullClient() *store.Client {
 		ReuseReportOnly: true,
 		RequireMFA:      true,
 		PolicyVersion:   3,
+		RequireDPoP:     true,
+		JWKS:            `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
 		CreatedAt:       t.Add(-time.Hour),
 		UpdatedAt:       t,
 	}

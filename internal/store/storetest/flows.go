@@ -81,6 +81,7 @@ func testAuthRequests(t *testing.T, s store.Store) {
 		Prompt:              []string{"login", "consent"},
 		MaxAge:              300,
 		ACRValues:           []string{"urn:latchkey:mfa", "urn:latchkey:pwd"},
+		DPoPJKT:             "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		CreatedAt:           t0,
 		ExpiresAt:           t0.Add(10 * time.Minute),
 	}
@@ -121,6 +122,7 @@ func newCode(t0 time.Time) *store.AuthCode {
 		AMR:           []string{"pwd"},
 		ACR:           "urn:latchkey:pwd",
 		FamilyID:      newID("fam"),
+		DPoPJKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		CreatedAt:     t0,
 		ExpiresAt:     t0.Add(time.Minute),
 	}

@@ -87,7 +87,7 @@ func testSweep(t *testing.T, s store.Store) {
 		dead     = 25
 		batch    = 10
 		keepDead = 7 * 24 * time.Hour
-		tables   = 6 // sessions, requests, codes, revoked tokens, throttles, families
+		tables   = 7 // sessions, requests, codes, revoked tokens, throttles, used jtis, families
 	)
 	t0 := time.Date(2001, 6, 1, 12, 0, 0, 0, time.UTC)
 	user, client := newID("user"), newID("client")
@@ -153,6 +153,15 @@ func testSweep(t *testing.T, s store.Store) {
 			return n > 0
 		}})
 	}
+	jti := func(expires time.Time) {
+		key := newID("jti")
+		must(t, s.UseJTI(ctx, key, expires, expires.Add(-time.Hour)), "use jti")
+		add(expires.After(t0), check{"used jti", func() bool {
+			// A swept jti can be used again (this records it anew, dated
+			// 2001, for a later sweep); a kept one is a replay.
+			return errors.Is(s.UseJTI(ctx, key, expires, expires.Add(-time.Minute)), store.ErrAlreadyUsed)
+		}})
+	}
 	family := func(name string, keep bool, edit func(f *store.Family)) {
 		f := newFamily(t0.Add(-60*24*time.Hour), client, user)
 		f.IdleExpiresAt, f.AbsoluteExpiresAt = t0.Add(time.Hour), t0.Add(30*24*time.Hour)
@@ -172,6 +181,7 @@ func testSweep(t *testing.T, s store.Store) {
 		code(at, i%2 == 0)
 		token(at)
 		throttle(at)
+		jti(at)
 		switch i % 4 {
 		case 0:
 			family("revoked long ago", false, func(f *store.Family) { f.RevokedAt, f.RevokeReason = past, "old" })
@@ -193,6 +203,7 @@ func testSweep(t *testing.T, s store.Store) {
 	code(later, true)
 	token(later)
 	throttle(later)
+	jti(later)
 	family("live", true, func(*store.Family) {})
 	family("revoked recently", true, func(f *store.Family) { f.RevokedAt, f.RevokeReason = recent, "new" })
 	family("idle expired recently", true, func(f *store.Family) { f.IdleExpiresAt = recent })

@@ -1,0 +1,301 @@
+// Command latchkey-bench measures the token endpoint of an OAuth 2.0 /
+// OpenID Connect server on this machine: Latchkey or any other server that
+// publishes OpenID Provider metadata and has a sign-in page an HTML form can
+// drive (internal/flow).
+//
+// It obtains refresh tokens through the real sign-in and consent pages
+// (authorization code flow with PKCE, golang.org/x/oauth2), then runs C
+// workers for D seconds and reports grants per second, latency percentiles,
+// errors by kind, and — given the server's PID — the server's CPU time per
+// grant, read from /proc/PID/stat.
+//
+//	latchkey-bench -issuer http://127.0.0.1:8080 -client-id bench -client-secret S \
+//	    -redirect-uri http://localhost:9999/cb -username bench -password P \
+//	    -mode refresh -c 16 -d 20s -pid $(pgrep -x latchkey)
+//
+// Modes:
+//
+//	refresh     refresh grants with rotation; each worker owns its tokens
+//	            and always sends the newest one (the default)
+//	code        a whole authorization per iteration: /authorize with the
+//	            worker's signed-in browser, then the code exchange; the
+//	            exchange is the timed grant, the iteration is reported too
+//	introspect  RFC 7662 introspection of the workers' access tokens
+//
+// It only ever connects to loopback addresses (127.0.0.0/8, ::1,
+// localhost): load against any other machine is forbidden here, and the
+// tool refuses such targets, including ones named by the discovery
+// document. Its loops are bounded in time (-d at most 10m) and optionally in
+// count (-max-requests).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Bounds on what one run may do.
+const (
+	maxConcurrency = 1024
+	maxTokens      = 10000
+	maxDuration    = 10 * time.Minute
+	maxWarmup      = time.Minute
+)
+
+type options struct {
+	issuer, clientID, clientSecret, redirectURI, username, password string
+	scope, prompt, authMethod, mode, introspectToken                string
+	concurrency, tokens                                             int
+	duration, warmup, timeout                                       time.Duration
+	pids                                                            []int
+	cpuMatch                                                        *regexp.Regexp
+	maxRequests                                                     int64
+	json                                                            bool
+	label                                                           string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "latchkey-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type pidList []int
+
+func (p *pidList) String() string {
+	s := make([]string, len(*p))
+	for i, v := range *p {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *pidList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("bad PID %q", f)
+		}
+		*p = append(*p, n)
+	}
+	return nil
+}
+
+func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bool)) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("latchkey-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.issuer, "issuer", "", "issuer URL; its discovery document names the endpoints. LOOPBACK ONLY (127.0.0.0/8, ::1, localhost): load against any other address is forbidden in this workplace and refused")
+	fs.StringVar(&o.clientID, "client-id", "", "client id")
+	fs.StringVar(&o.clientSecret, "client-secret", "", "client secret (env LATCHKEY_BENCH_CLIENT_SECRET); empty for a public client")
+	fs.StringVar(&o.authMethod, "auth", "basic", "client authentication: basic (client_secret_basic) or post (client_secret_post)")
+	fs.StringVar(&o.redirectURI, "redirect-uri", "", "the client's registered redirect URI (never fetched: the flow stops there)")
+	fs.StringVar(&o.username, "username", "", "user to sign in as")
+	fs.StringVar(&o.password, "password", "", "the user's password (env LATCHKEY_BENCH_PASSWORD)")
+	fs.StringVar(&o.scope, "scope", "openid offline_access", "scope requested at sign-in")
+	fs.StringVar(&o.prompt, "prompt", "", `prompt parameter for the authorization request (some servers need "consent" to issue refresh tokens)`)
+	fs.StringVar(&o.mode, "mode", "refresh", "refresh, code or introspect")
+	fs.StringVar(&o.introspectToken, "introspect-token", "access", "introspect mode: the access or the refresh token")
+	fs.IntVar(&o.concurrency, "c", 16, fmt.Sprintf("concurrent workers (1..%d)", maxConcurrency))
+	fs.IntVar(&o.tokens, "n", 0, "refresh tokens (families) to obtain, shared out among the workers; 0 means one per worker")
+	fs.DurationVar(&o.duration, "d", 20*time.Second, "measured duration (at most 10m)")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before measuring (at most 1m)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.Int64Var(&o.maxRequests, "max-requests", 0, "stop after this many load requests (0: no limit besides -d)")
+	var pids pidList
+	fs.Var(&pids, "pid", "server process ID(s), comma-separated: report their CPU time per grant (from /proc/PID/stat)")
+	cpuMatch := fs.String("cpu-match", "", `also count the CPU of processes whose command line matches this regexp at the start of the measurement (e.g. "postgres: .* test" for the database backends)`)
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.StringVar(&o.label, "label", "", `free text stored in the result (e.g. "sqlite ES256"); summarize groups runs by it`)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
+			"       latchkey-bench summarize RESULT.json ...\n\n"+
+			"Measures a token endpoint on THIS machine (loopback addresses only).\n"+
+			"summarize prints the medians of several -json results, grouped by -label, mode and -c.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.pids = pids
+	if o.clientSecret == "" {
+		o.clientSecret, _ = lookup("LATCHKEY_BENCH_CLIENT_SECRET")
+	}
+	if o.password == "" {
+		o.password, _ = lookup("LATCHKEY_BENCH_PASSWORD")
+	}
+	if *cpuMatch != "" {
+		re, err := regexp.Compile(*cpuMatch)
+		if err != nil {
+			return nil, fmt.Errorf("-cpu-match: %w", err)
+		}
+		o.cpuMatch = re
+	}
+	if o.tokens == 0 {
+		o.tokens = o.concurrency
+	}
+	return o, o.validate()
+}
+
+func (o *options) validate() error {
+	var errs []error
+	if o.issuer == "" {
+		errs = append(errs, errors.New("-issuer is required"))
+	} else if err := checkTarget(o.issuer); err != nil {
+		errs = append(errs, fmt.Errorf("-issuer: %w", err))
+	}
+	for name, v := range map[string]string{"-client-id": o.clientID, "-redirect-uri": o.redirectURI, "-username": o.username, "-password": o.password} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	switch o.mode {
+	case "refresh", "code":
+	case "introspect":
+		if o.clientSecret == "" {
+			errs = append(errs, errors.New("-mode introspect needs a confidential client (-client-secret)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-mode %q: want refresh, code or introspect", o.mode))
+	}
+	if o.authMethod != "basic" && o.authMethod != "post" {
+		errs = append(errs, fmt.Errorf("-auth %q: want basic or post", o.authMethod))
+	}
+	if o.introspectToken != "access" && o.introspectToken != "refresh" {
+		errs = append(errs, fmt.Errorf("-introspect-token %q: want access or refresh", o.introspectToken))
+	}
+	if o.concurrency < 1 || o.concurrency > maxConcurrency {
+		errs = append(errs, fmt.Errorf("-c must be between 1 and %d", maxConcurrency))
+	}
+	if o.mode != "code" && (o.tokens < o.concurrency || o.tokens > maxTokens) {
+		errs = append(errs, fmt.Errorf("-n must be between -c (%d) and %d", o.concurrency, maxTokens))
+	}
+	if o.duration <= 0 || o.duration > maxDuration {
+		errs = append(errs, fmt.Errorf("-d must be positive and at most %s", maxDuration))
+	}
+	if o.warmup < 0 || o.warmup > maxWarmup {
+		errs = append(errs, fmt.Errorf("-warmup must be between 0 and %s", maxWarmup))
+	}
+	if o.timeout <= 0 {
+		errs = append(errs, errors.New("-timeout must be positive"))
+	}
+	if o.maxRequests < 0 {
+		errs = append(errs, errors.New("-max-requests must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	if len(args) > 0 && args[0] == "summarize" {
+		return summarize(args[1:], stdout)
+	}
+	o, err := parseFlags(args, stderr, lookup)
+	if err != nil {
+		return err
+	}
+	progress := func(format string, a ...any) {
+		if !o.json {
+			fmt.Fprintf(stderr, format+"\n", a...)
+		}
+	}
+	t := newTransport(o.concurrency)
+	defer t.CloseIdleConnections()
+	hc := newClient(t, o.timeout)
+	m, err := discover(ctx, hc, o.issuer)
+	if err != nil {
+		return err
+	}
+	if o.mode == "introspect" && m.IntrospectionEndpoint == "" {
+		return errors.New("the discovery document has no introspection_endpoint")
+	}
+	r := &runner{o: o, m: m, hc: hc, wantID: strings.Contains(" "+o.scope+" ", " openid ")}
+	r.budget.Store(o.maxRequests)
+
+	// Setup, not measured: tokens for refresh and introspect; a signed-in
+	// browser per worker for code.
+	creds := make([][]*credential, o.concurrency)
+	sessions := make([]*session, o.concurrency)
+	setup := time.Now()
+	if o.mode == "code" {
+		progress("signing in %d browsers through %s ...", o.concurrency, m.AuthorizationEndpoint)
+		for i := range sessions {
+			sessions[i] = newSession(o, m, t)
+			if _, err := sessions[i].login(ctx); err != nil {
+				return fmt.Errorf("browser %d: %w", i+1, err)
+			}
+		}
+	} else {
+		progress("obtaining %d refresh tokens through %s ...", o.tokens, m.AuthorizationEndpoint)
+		all, err := acquire(ctx, newSession(o, m, t), o.tokens)
+		if err != nil {
+			return err
+		}
+		for i, c := range all {
+			creds[i%o.concurrency] = append(creds[i%o.concurrency], c)
+		}
+	}
+	progress("setup took %s; warming up %s, then measuring %s with %d workers", time.Since(setup).Round(time.Millisecond), o.warmup, o.duration, o.concurrency)
+
+	r.start = time.Now().Add(o.warmup)
+	r.end = r.start.Add(o.duration)
+	results := make([]*result, o.concurrency)
+	var wg sync.WaitGroup
+	for i := range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = r.work(ctx, creds[i], sessions[i])
+		}()
+	}
+
+	// CPU counters at the start of the window and after the last request.
+	select {
+	case <-time.After(time.Until(r.start)):
+	case <-ctx.Done():
+	}
+	self := os.Getpid()
+	var extra []int
+	if o.cpuMatch != nil {
+		skip := map[int]bool{self: true}
+		for _, p := range o.pids {
+			skip[p] = true
+		}
+		extra = matchingPIDs(o.cpuMatch, skip)
+	}
+	srv0, extra0, self0 := snapshot(o.pids), snapshot(extra), snapshot([]int{self})
+	busy0, total0, _ := machineCPU()
+	wg.Wait()
+	srv1, extra1, self1 := snapshot(o.pids), snapshot(extra), snapshot([]int{self})
+	busy1, total1, _ := machineCPU()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	rep := newReport(r, results)
+	rep.setCPU(o.pids, srv0.since(srv1), extra, extra0.since(extra1), self0.since(self1), busy1-busy0, total1-total0)
+	if o.json {
+		return rep.writeJSON(stdout)
+	}
+	rep.writeText(stdout)
+	return nil
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/testserver"
+)
+
+func TestCheckTarget(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8080", "http://127.1.2.3", "https://localhost/x", "http://LOCALHOST:1", "http://[::1]:8080"} {
+		if err := checkTarget(u); err != nil {
+			t.Errorf("checkTarget(%q) = %v, want nil", u, err)
+		}
+	}
+	for _, u := range []string{
+		"http://10.0.0.1:8080", "http://192.168.1.1", "http://172.16.0.1", "http://8.8.8.8", "http://example.com",
+		"http://localhost.example.com", "http://127.0.0.1.nip.io", "http://[::2]", "http://0.0.0.0:8080", "ftp://127.0.0.1", "127.0.0.1:8080",
+	} {
+		if err := checkTarget(u); err == nil {
+			t.Errorf("checkTarget(%q) accepted a non-loopback target", u)
+		}
+	}
+}
+
+func TestLoopbackOnlyDial(t *testing.T) {
+	for _, a := range []string{"127.0.0.1:80", "127.9.9.9:1", "[::1]:443", "[::ffff:127.0.0.1]:80"} {
+		if err := loopbackOnly("tcp", a, nil); err != nil {
+			t.Errorf("%s refused: %v", a, err)
+		}
+	}
+	for _, a := range []string{"10.0.0.1:80", "[2001:db8::1]:443", "192.168.0.1:8080", "0.0.0.0:80", "[::ffff:10.0.0.1]:80"} {
+		if err := loopbackOnly("tcp", a, nil); !errors.Is(err, errNotLoopback) {
+			t.Errorf("%s: got %v, want a refusal", a, err)
+		}
+	}
+}
+
+// The dialer check holds even when a name resolves elsewhere or a proxy is
+// configured: the transport ignores proxies and refuses the connection.
+func TestTransportRefusesNonLoopback(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	c := newClient(newTransport(1), 2*time.Second)
+	_, err := c.Get("http://192.0.2.1:9/") // TEST-NET-1: nothing is sent
+	if !errors.Is(err, errNotLoopback) {
+		t.Fatalf("got %v, want a loopback refusal", err)
+	}
+}
+
+func TestDiscoveryRefusesForeignEndpoints(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"issuer": srv.URL, "authorization_endpoint": srv.URL + "/authorize", "token_endpoint": "http://10.1.2.3/token",
+		})
+	}))
+	defer srv.Close()
+	_, err := discover(context.Background(), newClient(newTransport(1), 5*time.Second), srv.URL)
+	if !errors.Is(err, errNotLoopback) {
+		t.Fatalf("got %v, want a loopback refusal", err)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// comm with spaces and parentheses; utime 250, stime 50 ticks.
+	s := "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0"
+	d, err := parseStat(s)
+	if err != nil || d != 3*time.Second {
+		t.Fatalf("parseStat = %v, %v; want 3s", d, err)
+	}
+	if _, err := parseStat("garbage"); err == nil {
+		t.Error("garbage parsed")
+	}
+	self, err := procCPU(os.Getpid())
+	if err != nil || self < 0 {
+		t.Fatalf("procCPU(self) = %v, %v", self, err)
+	}
+}
+
+func TestParseMachineStat(t *testing.T) {
+	busy, total, err := parseMachineStat("cpu  100 5 50 800 20 3 2 10 7 0\ncpu0 1 2 3\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// total = 100+5+50+800+20+3+2+10 ticks (guest columns excluded), busy = total-800-20.
+	if total != 990*clockTick || busy != 170*clockTick {
+		t.Fatalf("busy %v total %v", busy, total)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for p, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.9: 90 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond} {
+		if got := percentile(d, p); got != want {
+			t.Errorf("p%v = %v, want %v", p*100, got, want)
+		}
+	}
+	if got := percentile([]time.Duration{7}, 0.99); got != 7 {
+		t.Errorf("single sample: %v", got)
+	}
+	if median([]float64{3, 1, 2, 10}) != 2.5 || median([]float64{5, 1, 3}) != 3 {
+		t.Error("median")
+	}
+}
+
+func TestFlagValidation(t *testing.T) {
+	base := []string{"-issuer", "http://127.0.0.1:1", "-client-id", "c", "-redirect-uri", "http://localhost/cb", "-username", "u", "-password", "p"}
+	env := func(string) (string, bool) { return "", false }
+	if _, err := parseFlags(base, &bytes.Buffer{}, env); err != nil {
+		t.Fatalf("valid flags refused: %v", err)
+	}
+	for _, extra := range [][]string{
+		{"-issuer", "http://10.0.0.1"}, {"-mode", "nope"}, {"-c", "0"}, {"-c", "5000"}, {"-d", "11m"}, {"-d", "0s"},
+		{"-n", "3", "-c", "4"}, {"-mode", "introspect"}, {"-auth", "jwt"}, {"-warmup", "2m"},
+	} {
+		if _, err := parseFlags(append(append([]string{}, base...), extra...), &bytes.Buffer{}, env); err == nil {
+			t.Errorf("%v accepted", extra)
+		}
+	}
+	o, err := parseFlags(base[:len(base)-2], &bytes.Buffer{}, func(k string) (string, bool) {
+		return map[string]string{"LATCHKEY_BENCH_PASSWORD": "from-env"}[k], true
+	})
+	if err != nil || o.password != "from-env" {
+		t.Fatalf("password from env: %v %q", err, o.password)
+	}
+}
+
+// TestAgainstLatchkey runs every mode briefly against a real server (on
+// loopback) and checks that it measured grants without errors. It makes no
+// assertion about speed.
+func TestAgainstLatchkey(t *testing.T) {
+	ts := testserver.Start(t)
+	dir := t.TempDir()
+	var files []string
+	for _, mode := range []string{"refresh", "code", "introspect"} {
+		t.Run(mode, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := []string{
+				"-issuer", ts.URL, "-client-id", testserver.WebClient, "-client-secret", testserver.WebSecret,
+				"-redirect-uri", testserver.Redirect, "-username", testserver.Alice, "-password", testserver.AlicePW,
+				"-mode", mode, "-c", "2", "-n", "3", "-d", "1s", "-warmup", "100ms", "-max-requests", "200",
+				"-pid", strconv.Itoa(os.Getpid()), "-json", "-label", "test",
+			}
+			if err := run(context.Background(), args, &out, &errOut, func(string) (string, bool) { return "", false }); err != nil {
+				t.Fatalf("run: %v\n%s", err, errOut.String())
+			}
+			var rep report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("bad JSON %q: %v", out.String(), err)
+			}
+			if rep.OK == 0 || rep.Failed != 0 || len(rep.Errors) != 0 || rep.Latency == nil {
+				t.Fatalf("got %+v", rep)
+			}
+			if rep.Requests > 200 {
+				t.Errorf("%d requests despite -max-requests 200", rep.Requests)
+			}
+			if mode == "code" && rep.IterationLatency == nil {
+				t.Error("code mode without iteration latency")
+			}
+			f := filepath.Join(dir, mode+".json")
+			if err := os.WriteFile(f, out.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		})
+	}
+	var sum bytes.Buffer
+	if err := run(context.Background(), append([]string{"summarize"}, files...), &sum, &bytes.Buffer{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"refresh", "code", "introspect"} {
+		if !strings.Contains(sum.String(), mode) {
+			t.Errorf("summary lacks %s:\n%s", mode, sum.String())
+		}
+	}
+}
+
+// A refused refresh token is counted by kind and retires that family.
+func TestRefusedTokensAreCounted(t *testing.T) {
+	ts := testserver.Start(t)
+	o := &options{clientID: testserver.WebClient, clientSecret: testserver.WebSecret, authMethod: "basic", mode: "refresh", timeout: 5 * time.Second}
+	r := &runner{o: o, m: &metadata{TokenEndpoint: ts.URL + "/token"}, hc: newClient(newTransport(1), 5*time.Second)}
+	c := &credential{refresh: "lkrt_not-a-real-token"}
+	kind, _ := r.refresh(context.Background(), c)
+	if kind != "HTTP 400 invalid_grant" || !c.dead {
+		t.Fatalf("kind %q dead %v", kind, c.dead)
+	}
+	r.m.TokenEndpoint = "http://127.0.0.1:1/token"
+	if kind, _ := r.refresh(context.Background(), &credential{refresh: "x"}); kind != "transport: connection refused" {
+		t.Fatalf("kind %q", kind)
+	}
+}
