@@ -111,6 +111,8 @@ type Config struct {
 	// (RFC 9449 §8), which limits how long a proof made in advance is
 	// usable. Nonces are stateless, so any instance accepts another's.
 	DPoPRequireNonce bool `yaml:"dpop_require_nonce" env:"LATCHKEY_DPOP_REQUIRE_NONCE"`
+	// AuditRetention is how long audit events are kept (0 keeps them forever).
+	AuditRetention Duration `yaml:"audit_retention" env:"LATCHKEY_AUDIT_RETENTION"`
 	// SweepInterval is how often expired and dead rows are deleted.
 	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
 	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
@@ -276,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ThrottlePerAccount < 0 || c.ThrottlePerAddress < 0 || c.ThrottleClientPerID < 0 || c.ThrottleClientPerAddress < 0 || c.ThrottleWindow <= 0 {
 		errs = append(errs, errors.New("throttle limits must not be negative and throttle_window must be positive"))
+	}
+	if c.AuditRetention < 0 {
+		errs = append(errs, errors.New("audit_retention must not be negative (0 keeps events forever)"))
 	}
 	if c.RefreshIdle > c.RefreshAbsolute {
 		errs = append(errs, errors.New("refresh_idle must not exceed refresh_absolute"))

@@ -246,5 +246,19 @@ func (s *Server) Sweep(ctx context.Context) {
 			}
 			s.log.Debug("sweep", slog.Int("deleted", n))
 		}
+		if ret := s.cfg.AuditRetention.D(); ret > 0 {
+			for {
+				n, err := s.store.PruneAudit(ctx, s.now().Add(-ret), 500)
+				if err != nil {
+					if ctx.Err() == nil {
+						s.log.Warn("prune audit", slog.Any("error", err))
+					}
+					break
+				}
+				if n == 0 {
+					break
+				}
+			}
+		}
 	}
 }

@@ -325,6 +325,9 @@ type Store interface {
 	UseJTI(ctx context.Context, key string, expiresAt, now time.Time) error
 
 	AppendAudit(ctx context.Context, e *AuditEvent) error
+	// PruneAudit deletes up to batch events recorded before `before` (the
+	// audit retention) and returns how many it deleted.
+	PruneAudit(ctx context.Context, before time.Time, batch int) (int, error)
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 	// ListAuditAfter returns up to limit events with an id above afterID,
 	// in id order (the audit webhook walks the log with it). Ids increase

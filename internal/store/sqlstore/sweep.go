@@ -82,3 +82,20 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration
 	}
 	return total, nil
 }
+
+// PruneAudit deletes up to batch audit events recorded before `before`
+// (the audit retention), oldest first, and returns how many it deleted.
+func (s *Store) PruneAudit(ctx context.Context, before time.Time, batch int) (int, error) {
+	if before.IsZero() {
+		return 0, errors.New("sqlstore: prune audit: zero time")
+	}
+	if batch <= 0 {
+		batch = DefaultSweepBatch
+	}
+	res, err := s.exec(ctx, `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ? ORDER BY at, id LIMIT ?)`, ms(before), batch)
+	if err != nil {
+		return 0, s.wrap(err, "prune audit")
+	}
+	n, err := res.RowsAffected()
+	return int(n), s.wrap(err, "prune audit")
+}

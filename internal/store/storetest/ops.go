@@ -344,3 +344,36 @@ func testTwoHandles(t *testing.T, s1 store.Store) {
 	}
 	wantErr(t, s2.RotateFamily(ctx, f.ID, cur.Generation, t0, t0), store.ErrConflict, "rotate on 2 after revoke on 1")
 }
+
+// testPruneAudit prunes only events older than the cut-off. It uses times
+// far in the past so suites sharing a database don't disturb each other.
+func testPruneAudit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	user := newID("user")
+	for i := range 5 {
+		must(t, s.AppendAudit(ctx, &store.AuditEvent{Time: old.Add(time.Duration(i) * time.Hour), Type: "old.event", UserID: user}), "append old")
+	}
+	keep := &store.AuditEvent{Time: old.AddDate(1, 0, 0), Type: "kept.event", UserID: user}
+	must(t, s.AppendAudit(ctx, keep), "append kept")
+	total := 0
+	for {
+		n, err := s.PruneAudit(ctx, old.AddDate(0, 6, 0), 2)
+		must(t, err, "prune")
+		if n > 2 {
+			t.Fatalf("pruned %d in a batch of 2", n)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total < 5 {
+		t.Fatalf("pruned %d old events, want at least 5", total)
+	}
+	evs, err := s.ListAudit(ctx, store.AuditFilter{UserID: user})
+	must(t, err, "list")
+	if len(evs) != 1 || evs[0].ID != keep.ID {
+		t.Fatalf("after pruning: %d events left, want only the kept one", len(evs))
+	}
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessTokens", testAccessTokens},
 		{"SigningKeys", testSigningKeys},
 		{"Audit", testAudit},
+		{"PruneAudit", testPruneAudit},
 		{"AuditAfter", testAuditAfter},
 		{"DeliveryCursor", testDeliveryCursor},
 		{"CursorClaimRace", testCursorClaimRace},
