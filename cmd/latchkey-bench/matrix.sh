@@ -9,8 +9,11 @@
 #   DBS    "sqlite postgres"   (PostgreSQL: database latchkey_bench, recreated)
 #   ALGS   "RS256 ES256"       (any of RS256 ES256 EdDSA)
 #   CONCS  "16 64"
-#   env    RUNS=3 DUR=15s WARMUP=3s MODE=refresh
+#   env    RUNS=3 DUR=15s WARMUP=3s MODE=refresh PORT=18080
 #          PG=postgres://postgres@127.0.0.1:5432 (server with trust auth)
+#          NICE=-10 runs the server and the tool at that nice level, so that
+#          other work on a shared machine disturbs the figures less
+#          (needs root; unset by default)
 #
 # Everything runs on loopback; the load tool refuses anything else.
 set -euo pipefail
@@ -20,6 +23,8 @@ algs=${3:-"RS256 ES256"}
 concs=${4:-"16 64"}
 runs=${RUNS:-3} dur=${DUR:-15s} warm=${WARMUP:-3s} mode=${MODE:-refresh}
 pgbase=${PG:-postgres://postgres@127.0.0.1:5432}
+prio=()
+[ -n "${NICE:-}" ] && prio=(nice -n "$NICE")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 mkdir -p "$out/bin"
@@ -37,7 +42,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
 
 { echo "# $(date -u +%FT%TZ) nproc=$(nproc) cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
   echo "# $(go version) commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "# dbs=$dbs algs=$algs concs=$concs runs=$runs dur=$dur warmup=$warm mode=$mode"; } >"$out/MACHINE"
+  echo "# dbs=$dbs algs=$algs concs=$concs runs=$runs dur=$dur warmup=$warm mode=$mode nice=${NICE:-0}"; } >"$out/MACHINE"
 
 for db in $dbs; do
   match=()
@@ -55,14 +60,14 @@ for db in $dbs; do
   "$lk" client create --id bench --secret "$secret" --redirect-uri http://localhost:9999/cb --name Bench >/dev/null
   printf '%s\n' "$LATCHKEY_BENCH_PASSWORD" | "$lk" user create --username bench --password-stdin >/dev/null
   for alg in $algs; do
-    LATCHKEY_SIGNING_ALG=$alg taskset -c 0 "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
+    LATCHKEY_SIGNING_ALG=$alg taskset -c 0 "${prio[@]}" "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
     for c in $concs; do
       for r in $(seq 1 "$runs"); do
         f=$out/$mode-$db-$alg-c$c-r$r.json
         echo "== $mode $db $alg c=$c run $r (load avg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-        taskset -c 1 "$bench" -issuer "$LATCHKEY_ISSUER" -client-id bench -client-secret "$secret" \
+        taskset -c 1 "${prio[@]}" "$bench" -issuer "$LATCHKEY_ISSUER" -client-id bench -client-secret "$secret" \
           -redirect-uri http://localhost:9999/cb -username bench -mode "$mode" -c "$c" -d "$dur" -warmup "$warm" \
           -pid "$pid" "${match[@]}" -label "$db $alg" -json >"$f"
       done

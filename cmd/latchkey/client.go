@@ -58,6 +58,7 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 	}
 	var c commonFlags
 	fs := newFlagSet("client "+args[0], stderr, &c)
+	remoteFlag(fs, &c)
 	id := fs.String("id", "", "client id")
 	var run func(context.Context, config.Config) error
 	switch args[0] {
@@ -83,17 +84,23 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 			if err != nil {
 				return err
 			}
-			st, err := openStore(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
 			spec := operator.ClientSpec{ID: *id, Name: *name, Secret: *sec, Public: *public, RedirectURIs: redirects,
 				RefreshIdle: idle.d, RefreshAbsolute: absolute.d, ReuseReportOnly: *reportOnly,
 				RequireDPoP: *requireDPoP, JWKS: set}
 			if *scope != "" {
 				spec.Scopes = oauth.ParseScope(*scope)
 			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				return printed(stdout)(rc.CreateClient(ctx, spec))
+			}
+			st, err := openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
 			v, err := operator.CreateClient(ctx, st, spec, now())
 			if err != nil {
 				return err
@@ -169,6 +176,12 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 			if set != "" {
 				u.JWKS = &set
 			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				return printed(stdout)(rc.UpdateClient(ctx, *id, u))
+			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
 				return err
@@ -182,25 +195,33 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		}
 	case "list":
 		run = func(ctx context.Context, cfg config.Config) error {
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				return printed(stdout)(rc.ListClients(ctx))
+			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			cs, err := st.ListClients(ctx)
-			if err != nil {
-				return err
-			}
-			views := make([]operator.ClientView, 0, len(cs))
-			for _, c := range cs {
-				views = append(views, operator.View(c))
-			}
-			return printJSON(stdout, views)
+			return printed(stdout)(operator.ListClients(ctx, st))
 		}
 	case "delete":
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *id == "" {
 				return usagef("client delete: --id is required")
+			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err == nil {
+					err = rc.DeleteClient(ctx, *id)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "deleted client %s\n", *id)
+				return nil
 			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {

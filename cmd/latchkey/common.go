@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/latchkey-dev/latchkey/internal/admin"
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 )
@@ -16,6 +17,7 @@ import (
 type commonFlags struct {
 	config   string
 	database string
+	adminURL string // remoteFlag
 }
 
 func newFlagSet(name string, stderr io.Writer, c *commonFlags) *flag.FlagSet {
@@ -24,6 +26,44 @@ func newFlagSet(name string, stderr io.Writer, c *commonFlags) *flag.FlagSet {
 	fs.StringVar(&c.config, "config", "", "YAML configuration file")
 	fs.StringVar(&c.database, "database", "", "SQLite file path or postgres:// URL (overrides LATCHKEY_DATABASE)")
 	return fs
+}
+
+// remoteFlag adds --admin-url to an operator command: with it (or
+// LATCHKEY_ADMIN_URL) the command calls the admin API instead of opening
+// the database, sending LATCHKEY_ADMIN_TOKEN (or the file
+// LATCHKEY_ADMIN_TOKEN_FILE, or admin_token in --config).
+func remoteFlag(fs *flag.FlagSet, c *commonFlags) {
+	fs.StringVar(&c.adminURL, "admin-url", "", "call the admin API at this URL instead of opening the database (env LATCHKEY_ADMIN_URL)")
+}
+
+// remote returns the admin API client when remote mode is on, else nil.
+func (c commonFlags) remote(cfg config.Config, lookup env) (*admin.Client, error) {
+	u := c.adminURL
+	if u == "" {
+		u, _ = lookup("LATCHKEY_ADMIN_URL")
+	}
+	if u == "" {
+		return nil, nil
+	}
+	if c.database != "" {
+		return nil, usagef("--admin-url and --database conflict: give one")
+	}
+	tok, err := cfg.AdminTokenValue()
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewClient(u, tok)
+}
+
+// printed prints v as JSON unless err is set, so a remote call's result
+// prints like the local one: return printed(stdout)(rc.ListClients(ctx)).
+func printed(w io.Writer) func(v any, err error) error {
+	return func(v any, err error) error {
+		if err != nil {
+			return err
+		}
+		return printJSON(w, v)
+	}
 }
 
 // parse parses flags, rejecting stray positional arguments.

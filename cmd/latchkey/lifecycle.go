@@ -30,6 +30,7 @@ func cmdGrant(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	}
 	var c commonFlags
 	fs := newFlagSet("grant "+args[0], stderr, &c)
+	remoteFlag(fs, &c)
 	username := fs.String("username", "", "the user")
 	client := fs.String("client", "", "client id")
 	switch args[0] {
@@ -50,23 +51,28 @@ func cmdGrant(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
-		u, err := operator.UserByName(ctx, st, *username)
+	rc, err := c.remote(cfg, lookup)
+	if err != nil {
+		return err
+	}
+	revoked := func(err error) error {
 		if err != nil {
-			return err
-		}
-		if args[0] == "list" {
-			gs, err := operator.Grants(ctx, st, u.ID, time.Now())
-			if err != nil {
-				return err
-			}
-			return printJSON(stdout, gs)
-		}
-		if err := operator.RevokeGrant(ctx, st, fam, u.ID, *client, "revoked by an operator (latchkey grant revoke)"); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked %s's grant for %s\n", *username, *client)
 		return nil
+	}
+	if rc != nil {
+		if args[0] == "list" {
+			return printed(stdout)(rc.Grants(ctx, *username))
+		}
+		return revoked(rc.RevokeGrant(ctx, *username, *client))
+	}
+	return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+		if args[0] == "list" {
+			return printed(stdout)(operator.UserGrants(ctx, st, *username, time.Now()))
+		}
+		return revoked(operator.RevokeUserGrant(ctx, st, fam, *username, *client, "revoked by an operator (latchkey grant revoke)"))
 	})
 }
 
@@ -77,6 +83,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	}
 	var c commonFlags
 	fs := newFlagSet("token revoke", stderr, &c)
+	remoteFlag(fs, &c)
 	username := fs.String("username", "", "the user whose refresh tokens end")
 	client := fs.String("client", "", "only this client's tokens")
 	if err := parse(fs, args[1:]); err != nil {
@@ -89,13 +96,21 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
-		n, err := operator.RevokeTokens(ctx, st, fam, *username, *client)
+	done := func(n int, err error) error {
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked %d refresh token families\n", n)
 		return nil
+	}
+	if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+		if err != nil {
+			return err
+		}
+		return done(rc.RevokeTokens(ctx, *username, *client))
+	}
+	return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+		return done(operator.RevokeTokens(ctx, st, fam, *username, *client))
 	})
 }
 
@@ -106,6 +121,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	}
 	var c commonFlags
 	fs := newFlagSet("audit list", stderr, &c)
+	remoteFlag(fs, &c)
 	username := fs.String("username", "", "only events of this user")
 	client := fs.String("client", "", "only events of this client")
 	limit := fs.Int("limit", 100, "at most this many events, newest first")
@@ -119,32 +135,14 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, cfg, func(st store.Store, _ *family.Service) error {
-		f := store.AuditFilter{ClientID: *client, Limit: *limit}
-		if *username != "" {
-			u, err := operator.UserByName(ctx, st, *username)
-			if err != nil {
-				return err
-			}
-			f.UserID = u.ID
-		}
-		evs, err := st.ListAudit(ctx, f)
+	q := operator.AuditQuery{Username: *username, ClientID: *client, Limit: *limit}
+	if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
 		if err != nil {
 			return err
 		}
-		type view struct {
-			Time     string `json:"time"`
-			Type     string `json:"type"`
-			UserID   string `json:"user_id,omitempty"`
-			ClientID string `json:"client_id,omitempty"`
-			FamilyID string `json:"family_id,omitempty"`
-			Reason   string `json:"reason,omitempty"`
-			Detail   string `json:"detail,omitempty"`
-		}
-		out := make([]view, 0, len(evs))
-		for _, e := range evs {
-			out = append(out, view{e.Time.UTC().Format(time.RFC3339Nano), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail})
-		}
-		return printJSON(stdout, out)
+		return printed(stdout)(rc.Audit(ctx, q))
+	}
+	return withStore(ctx, cfg, func(st store.Store, _ *family.Service) error {
+		return printed(stdout)(operator.Audit(ctx, st, q))
 	})
 }

@@ -7,11 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/demo"
@@ -59,7 +58,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(ctx, cfg, server.Options{Store: st, MasterKey: master, Log: log})
+	ops, err := newOperations(ctx, cfg, st, log) // operations.go: metrics, admin API, audit webhook
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, server.Options{Store: st, MasterKey: master, Log: log, Metrics: ops.metrics, OnAudit: ops.onAudit()})
 	if err != nil {
 		return err
 	}
@@ -75,38 +78,31 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	servers := []listening{{"public", newHTTPServer(handler, log), ln}}
+	if cfg.AdminAddr != "" {
+		aln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		servers = append(servers, listening{"admin", newHTTPServer(ops.adminHandler(cfg, srv, st, log), log), aln})
+		log.Info("admin listening", slog.String("addr", aln.Addr().String()))
 	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go srv.Sweep(sweepCtx)
+	if ops.hook != nil {
+		var hooks sync.WaitGroup
+		hooks.Go(func() { ops.hook.Run(sweepCtx) })
+		defer func() { stopSweep(); hooks.Wait() }() // the worker stops between deliveries
+	}
 
 	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer), slog.Bool("dev", cfg.Dev))
 	if cfg.Dev {
 		printDevBanner(stdout, cfg, ln.Addr().String(), generated, seeded)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	// Graceful shutdown: finish in-flight requests.
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	// Graceful shutdown of every listener: in-flight requests finish.
+	return serveAll(ctx, log, shutdownGrace, servers...)
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

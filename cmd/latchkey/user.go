@@ -20,6 +20,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	var c commonFlags
 	fs := newFlagSet("user "+args[0], stderr, &c)
+	remoteFlag(fs, &c)
 	var run func(context.Context, config.Config) error
 	switch args[0] {
 	case "create":
@@ -38,6 +39,15 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			pw, err := readPassword(stdin)
 			if err != nil {
 				return err
+			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				if *totpSecret != "" {
+					return usagef("user create: --totp-secret is not available with --admin-url (the user enrolls on the account page)")
+				}
+				return printed(stdout)(rc.CreateUser(ctx, operator.UserSpec{Username: *username, Password: pw, Name: *name, Email: *email}))
 			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
@@ -68,6 +78,12 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 	case "list":
 		run = func(ctx context.Context, cfg config.Config) error {
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				return printed(stdout)(rc.ListUsers(ctx))
+			}
 			st, err := openStore(ctx, cfg)
 			if err != nil {
 				return err
@@ -89,6 +105,16 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			if *username == "" {
 				return usagef("user %s: --username is required", args[0])
 			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err == nil {
+					err = rc.SetDisabled(ctx, *username, args[0] == "disable")
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%sd user %s\n", args[0], *username)
+				return nil
+			}
 			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
 				if err := operator.SetDisabled(ctx, st, fam, *username, args[0] == "disable", now()); err != nil {
 					return err
@@ -102,6 +128,17 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *username == "" {
 				return usagef("user revoke-sessions: --username is required")
+			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				n, err := rc.RevokeSessions(ctx, *username)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "ended %d refresh token families of %s\n", n, *username)
+				return nil
 			}
 			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
 				n, err := operator.RevokeSessions(ctx, st, fam, *username, now())
@@ -123,6 +160,18 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			pw, err := readPassword(stdin)
 			if err != nil {
 				return err
+			}
+			if rc, err := c.remote(cfg, lookup); err != nil || rc != nil {
+				if err != nil {
+					return err
+				}
+				// The server applies its own revoke_on_password_change.
+				n, err := rc.SetPassword(ctx, *username, pw, *keep)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "password changed; %d refresh token families ended\n", n)
+				return nil
 			}
 			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
 				n, err := operator.SetPassword(ctx, st, fam, *username, pw, cfg.RevokeOnPasswordChange && !*keep, now())

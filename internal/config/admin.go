@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -22,7 +23,7 @@ func (c *Config) validateOperations() []error {
 		if c.AdminToken == "" && c.AdminTokenFile == "" {
 			errs = append(errs, errors.New("admin_token or admin_token_file is required when admin_addr is set"))
 		}
-		if c.AdminAddr == c.Addr {
+		if _, port, _ := net.SplitHostPort(c.AdminAddr); c.AdminAddr == c.Addr && port != "0" { // ":0" picks two free ports
 			errs = append(errs, errors.New("admin_addr must differ from addr (the admin API has its own listener)"))
 		}
 	}

@@ -22,7 +22,10 @@ func TestValidateOperations(t *testing.T) {
 		{"admin on the public address", func(c *Config) { c.AdminAddr = c.Addr; c.AdminToken = goodToken }, "admin_addr must differ from addr"},
 		{"short admin token", func(c *Config) { c.AdminAddr = "127.0.0.1:9090"; c.AdminToken = "short" }, "admin_token must be at least 32"},
 		{"token and file", func(c *Config) { c.AdminToken = goodToken; c.AdminTokenFile = "x" }, "not both"},
-		{"webhook", func(c *Config) { c.AuditWebhookURL = "https://hooks.example.com/latchkey"; c.AuditWebhookSecret = goodToken }, ""},
+		{"webhook", func(c *Config) {
+			c.AuditWebhookURL = "https://hooks.example.com/latchkey"
+			c.AuditWebhookSecret = goodToken
+		}, ""},
 		{"webhook on loopback http", func(c *Config) { c.AuditWebhookURL = "http://127.0.0.1:7000/"; c.AuditWebhookSecret = goodToken }, ""},
 		{"webhook http elsewhere", func(c *Config) { c.AuditWebhookURL = "http://hooks.example.com/"; c.AuditWebhookSecret = goodToken }, "must use https"},
 		{"webhook relative", func(c *Config) { c.AuditWebhookURL = "/hooks"; c.AuditWebhookSecret = goodToken }, "absolute http(s) URL"},

@@ -58,14 +58,17 @@ func (a *ClientAuth) Authenticate(ctx context.Context, r *http.Request, form url
 	if err != nil {
 		return nil, err
 	}
-	if a.Throttle != nil {
+	// Only a request presenting a credential (a secret or an assertion) can
+	// guess one; public clients' requests skip the counters (two reads).
+	throttled := a.Throttle != nil && (cred.secret != "" || cred.assertion != "")
+	if throttled {
 		if wait := a.Throttle.Check(ctx, r, cred.id); wait > 0 {
 			return nil, &oauth.Error{Code: oauth.InvalidClient, Status: http.StatusTooManyRequests, RetryAfter: wait,
 				Description: "Too many failed client authentications; wait before trying again."}
 		}
 	}
 	c, err := a.verify(ctx, cred)
-	if err != nil && a.Throttle != nil && errors.Is(err, &oauth.Error{Code: oauth.InvalidClient}) {
+	if err != nil && throttled && errors.Is(err, &oauth.Error{Code: oauth.InvalidClient}) {
 		a.Throttle.Fail(ctx, r, cred.id)
 	}
 	return c, err

@@ -64,6 +64,12 @@ func TestCSRF(t *testing.T) {
 	}
 
 	otherCookie := &http.Cookie{Name: "latchkey_csrf", Value: secret.Random(32)}
+	// Change the last character (to one it is not already: 1 token in 16
+	// ends in "A").
+	wrong := tok[:42] + "A"
+	if tok[42] == 'A' {
+		wrong = tok[:42] + "Q"
+	}
 	tests := []struct {
 		name  string
 		req   *http.Request
@@ -71,7 +77,7 @@ func TestCSRF(t *testing.T) {
 		ok    bool
 	}{
 		{"right", requestWith(cookie), tok, true},
-		{"wrong token", requestWith(cookie), tok[:42] + "A", false},
+		{"wrong token", requestWith(cookie), wrong, false},
 		{"token of another cookie", requestWith(otherCookie), tok, false},
 		{"cookie value as token", requestWith(cookie), cookie.Value, false},
 		{"empty token", requestWith(cookie), "", false},
