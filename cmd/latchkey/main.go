@@ -65,6 +65,7 @@ Usage:
   latchkey user disable|enable --username NAME
   latchkey user set-password --username NAME --password-stdin [--keep-sessions]
   latchkey user revoke-sessions --username NAME
+  latchkey user reset-mfa --username NAME
   latchkey grant list --username NAME
   latchkey grant revoke --username NAME --client ID
   latchkey token revoke --username NAME [--client ID]

@@ -49,6 +49,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return err
 	}
 	defer stopPprof()
+	if !cfg.Dev && cfg.MasterKey == "" && cfg.MasterKeyFile == "" {
+		// A production server never falls back to dev mode's generated
+		// key file, even if one lies next to the database.
+		return errors.New("no master key: set LATCHKEY_MASTER_KEY (generate one with `openssl rand -base64 32`) or LATCHKEY_MASTER_KEY_FILE; or run with --dev")
+	}
 	master, generated, err := masterKey(cfg)
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 
 func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookup env) error {
 	if len(args) == 0 {
-		return usagef("user: missing subcommand (create, list)")
+		return usagef("user: missing subcommand (create, list, disable, enable, set-password, revoke-sessions, reset-mfa)")
 	}
 	var c commonFlags
 	fs := newFlagSet("user "+args[0], stderr, &c)
@@ -123,6 +123,21 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 				return nil
 			})
 		}
+	case "reset-mfa":
+		username := fs.String("username", "", "the user")
+		run = func(ctx context.Context, cfg config.Config) error {
+			if *username == "" {
+				return usagef("user reset-mfa: --username is required")
+			}
+			return withStore(ctx, cfg, func(st store.Store, fam *family.Service) error {
+				n, err := operator.ResetMFA(ctx, st, fam, *username, cfg.RevokeOnMFARemove, now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "removed %s's second factor; %d refresh token families ended\n", *username, n)
+				return nil
+			})
+		}
 	case "revoke-sessions":
 		username := fs.String("username", "", "the user")
 		run = func(ctx context.Context, cfg config.Config) error {
@@ -183,7 +198,7 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			})
 		}
 	default:
-		return usagef("user: unknown subcommand %q (create, list, disable, enable, set-password, revoke-sessions)", args[0])
+		return usagef("user: unknown subcommand %q (create, list, disable, enable, set-password, revoke-sessions, reset-mfa)", args[0])
 	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err

@@ -122,6 +122,10 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) error {
 		return oauth.Wrap(err, "store second factor")
 	}
 	if h.RevokeOnMFAEnroll {
+		// Sign every other browser out too; this one gets a new session below.
+		if err := h.Store.DeleteUserSessions(ctx, u.ID); err != nil {
+			return oauth.Wrap(err, "end sessions")
+		}
 		if err := operator.EndForCredentials(ctx, h.Families, u.ID, "second factor enrolled"); err != nil {
 			return oauth.Wrap(err, "end families")
 		}
@@ -183,9 +187,16 @@ func (h *Handler) remove(w http.ResponseWriter, r *http.Request) error {
 		return oauth.Wrap(err, "remove second factor")
 	}
 	if h.RevokeOnMFARemove {
+		if err := h.Store.DeleteUserSessions(ctx, u.ID); err != nil {
+			return oauth.Wrap(err, "end sessions")
+		}
 		if err := operator.EndForCredentials(ctx, h.Families, u.ID, "second factor removed"); err != nil {
 			return oauth.Wrap(err, "end families")
 		}
+	}
+	// This browser stays signed in, now as a password-only sign-in.
+	if _, err := h.Sessions.Start(ctx, w, r, u.ID, []string{oauth.AMRPassword}, oauth.ACRPassword); err != nil {
+		return oauth.Wrap(err, "start session")
 	}
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 	return nil

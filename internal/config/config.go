@@ -159,6 +159,7 @@ func Default() Config {
 		RefreshGrace:             Duration(5 * time.Second),
 		SessionTTL:               Duration(12 * time.Hour),
 		SweepInterval:            Duration(time.Minute),
+		AuditRetention:           Duration(90 * 24 * time.Hour),
 		RevokeOnPasswordChange:   true,
 		RevokeOnMFAEnroll:        false,
 		RevokeOnMFARemove:        true,

@@ -113,8 +113,10 @@ func (a *ClientAuth) credentials(r *http.Request, form url.Values) (credentials,
 func (a *ClientAuth) verify(ctx context.Context, cred credentials) (*store.Client, error) {
 	c, err := a.Store.GetClient(ctx, cred.id)
 	if errors.Is(err, store.ErrNotFound) {
+		// Spend what checking a secret of this length would cost, so the
+		// response time does not reveal whether the client id exists.
 		if cred.secret != "" {
-			secret.BurnPasswordCheck(cred.secret)
+			secret.BurnClientSecretCheck(cred.secret)
 		}
 		return nil, invalidClient("Client authentication failed.")
 	}

@@ -170,3 +170,35 @@ func RevokeSessions(ctx context.Context, st store.Store, fam *family.Service, us
 	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "sessions revoked by an operator")
 	return len(ids), err
 }
+
+// ResetMFA removes a user's second factor (a user who lost both the phone
+// and the recovery codes). With endFamilies (the revoke_on_mfa_remove
+// trigger) it also bumps the credential epoch, signs the user out of every
+// browser and ends every family (credentials_changed). The user can enrol
+// again from the account page; clients requiring MFA walk them through it.
+func ResetMFA(ctx context.Context, st store.Store, fam *family.Service, username string, endFamilies bool, now time.Time) (int, error) {
+	u, err := UserByName(ctx, st, username)
+	if err != nil {
+		return 0, err
+	}
+	if u.TOTPSecret == nil {
+		return 0, conflict("user %q has no second factor", username)
+	}
+	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error {
+		u.TOTPSecret, u.UpdatedAt = nil, now
+		if endFamilies {
+			u.CredentialEpoch++
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	if !endFamilies {
+		return 0, nil
+	}
+	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
+		return 0, err
+	}
+	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "second factor reset by an operator")
+	return len(ids), err
+}

@@ -143,3 +143,13 @@ var dummyHash, _ = HashPassword("latchkey-dummy-password", DefaultArgon2)
 
 // BurnPasswordCheck spends the time of one password verification.
 func BurnPasswordCheck(pw string) { VerifyPassword(dummyHash, pw) }
+
+// BurnClientSecretCheck spends the time of one VerifyClientSecret for a
+// secret of this length: SHA-256 for long secrets, argon2id for short ones.
+func BurnClientSecretCheck(s string) {
+	if len(s) >= LongSecret {
+		VerifyClientSecret("sha256$"+SHA256("latchkey-dummy"), s)
+		return
+	}
+	BurnPasswordCheck(s)
+}

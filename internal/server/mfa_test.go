@@ -381,3 +381,29 @@ func TestSignInThrottling(t *testing.T) {
 		t.Fatal("sign-in after the window failed")
 	}
 }
+
+// An operator resets a lost second factor: the user's families end, and
+// the next sign-in needs the password only.
+func TestOperatorResetMFA(t *testing.T) {
+	ts := testserver.Start(t)
+	addCarol(t, ts)
+	cfg := ts.OAuth2Config(testserver.WebClient, testserver.WebSecret, "openid", "offline_access")
+	b := ts.Browser()
+	b.OTP = totpAnswer(t, ts, carolTOTP)
+	tok := mfaLogin(t, ts, b, cfg, carol, carolPW)
+	fam := &family.Service{Store: ts.Store, Log: ts.Log, Now: time.Now}
+	n, err := operator.ResetMFA(context.Background(), ts.Store, fam, carol, true, time.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("reset: %d %v", n, err)
+	}
+	wantReason(t, refreshWeb(ts, tok.RefreshToken), oauth.ReasonCredentials)
+	if _, err := operator.ResetMFA(context.Background(), ts.Store, fam, carol, true, time.Now()); err == nil {
+		t.Error("resetting a user without a factor succeeded")
+	}
+	// The old browser session is gone; a new sign-in asks for no code.
+	nb := ts.Browser() // no OTP answer: a code prompt would fail the flow
+	tok = mfaLogin(t, ts, nb, cfg, carol, carolPW)
+	if _, c := verifyID(t, ts, testserver.WebClient, tok); c.ACR != passwordAC {
+		t.Errorf("acr after reset: %q", c.ACR)
+	}
+}

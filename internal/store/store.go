@@ -7,7 +7,7 @@
 // refresh-token families, signing keys and throttling counters are all here.
 //
 // Secrets never reach the store in usable form: client secrets and passwords
-// are stored as hashes, session ids and authorization codes as SHA-256 hashes,
+// are stored as hashes, session ids and authorization codes as SHA-256 hashes (base64url),
 // and refresh tokens not at all (see internal/token: a refresh token is a MAC
 // over its family id and generation, so the store keeps only the family row).
 package store
@@ -90,7 +90,7 @@ type User struct {
 	UpdatedAt       time.Time
 }
 
-// Session is a browser sign-in. ID is the SHA-256 (hex) of the cookie value.
+// Session is a browser sign-in. ID is the SHA-256 (base64url) of the cookie value.
 type Session struct {
 	ID        string
 	UserID    string
@@ -123,7 +123,7 @@ type AuthRequest struct {
 	ExpiresAt time.Time
 }
 
-// AuthCode is an authorization code. ID is the SHA-256 (hex) of the code.
+// AuthCode is an authorization code. ID is the SHA-256 (base64url) of the code.
 type AuthCode struct {
 	ID            string
 	ClientID      string

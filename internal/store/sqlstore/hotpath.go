@@ -1,29 +1,19 @@
 package sqlstore
 
-// Two SQLite-only measures for the token endpoint's hot path (see
-// docs/BENCHMARKS.md for the numbers):
-//
-//   - A prepared-statement cache. SQLite parses and plans every statement
-//     text it is given; for the short queries of a refresh that was about a
-//     fifth of the whole request's CPU. PostgreSQL needs none: pgx already
-//     caches prepared statements per connection.
-//
-//   - An in-process queue for writers. SQLite has one write lock per file;
-//     connections of one pool that want it at the same moment get
-//     SQLITE_BUSY and poll it from the busy handler, sleeping 1, 2, 5 ... 100
-//     ms between tries, so under concurrent refreshes a write could wait far
-//     longer than the writes ahead of it took. Writers of this Store now wait
-//     their turn on a channel (FIFO) instead. It is only an optimisation: a
-//     writer that has waited sqliteBusyTimeout, or whose context ends, goes
-//     ahead without its turn and SQLite's own locking decides, exactly as
-//     before, so no caller can deadlock on it. Other processes (the CLI, a
-//     second server) still meet the busy handler.
+// A prepared-statement cache for the token endpoint's hot path, SQLite
+// only. SQLite parses and plans every statement text it is given; for the
+// short queries of a refresh (client, throttle counters, family, user, the
+// rotation UPDATE, the audit INSERT) that was more than half of each query's
+// CPU and about a fifth of the whole request's (docs/BENCHMARKS.md).
+// PostgreSQL needs none: pgx already caches prepared statements per
+// connection. database/sql prepares a cached statement again on each pool
+// connection that runs it, and SQLite re-prepares it by itself after a
+// schema change, so the cache changes no behaviour.
 
 import (
 	"context"
 	"database/sql"
 	"sync"
-	"time"
 )
 
 // maxCachedStmts bounds the cache; statements past it run unprepared. The
@@ -117,28 +107,4 @@ func (c cachedDB) QueryRowContext(ctx context.Context, query string, args ...any
 		}
 	}
 	return c.db.QueryRowContext(ctx, query, args...)
-}
-
-// writeTurn waits for this Store's turn to write (SQLite; a no-op on
-// PostgreSQL) and returns the function that ends it. It gives up waiting,
-// and returns a no-op, after sqliteBusyTimeout or when ctx ends.
-func (s *Store) writeTurn(ctx context.Context) (done func()) {
-	if s.writers == nil {
-		return func() {}
-	}
-	release := func() { <-s.writers }
-	select {
-	case s.writers <- struct{}{}:
-		return release
-	default:
-	}
-	t := time.NewTimer(sqliteBusyTimeout)
-	defer t.Stop()
-	select {
-	case s.writers <- struct{}{}:
-		return release
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return func() {}
 }

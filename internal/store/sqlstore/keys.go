@@ -70,7 +70,6 @@ func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(*store.
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
 	var id int64
 	err := s.retry(ctx, func() error {
-		defer s.writeTurn(ctx)()
 		return s.q().QueryRowContext(ctx, s.d.rebind(`INSERT INTO audit_events
 			(at, event_type, user_id, client_id, family_id, reason, detail)
 			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),

@@ -45,10 +45,9 @@ type Store struct {
 	db  *sql.DB
 	d   *dialect
 	dsn string
-	// SQLite only (nil on PostgreSQL): prepared statements of the hot path
-	// and the writers' queue; see hotpath.go.
-	stmts   *stmtCache
-	writers chan struct{}
+	// stmts caches prepared statements of the hot path (SQLite only, nil
+	// on PostgreSQL); see hotpath.go.
+	stmts *stmtCache
 }
 
 // Pool defaults. They can be changed through DB().
@@ -62,9 +61,12 @@ const (
 	// instances (and parallel test packages) fit under the default
 	// max_connections of 100. Idle connections are closed after a while and
 	// all are recycled periodically so failovers and config changes are
-	// picked up.
+	// picked up. Every open connection may stay idle: with a lower idle
+	// limit, a load that hovers around it closes and reopens connections
+	// (a new server process each) many times a second
+	// (docs/BENCHMARKS.md).
 	postgresMaxOpenConns    = 10
-	postgresMaxIdleConns    = 5
+	postgresMaxIdleConns    = postgresMaxOpenConns
 	postgresConnMaxIdleTime = 5 * time.Minute
 	postgresConnMaxLifetime = 30 * time.Minute
 
@@ -87,10 +89,10 @@ const (
 // has to upgrade a read lock to a write lock (which fails without waiting).
 //
 // Pool defaults: SQLite 8 open connections, never closed while idle;
-// PostgreSQL 10 open, 5 idle, closed after 5 minutes idle and recycled every
-// 30 minutes. An in-memory SQLite database (":memory:" or mode=memory) gets a
-// single connection, since each connection would otherwise see its own
-// database.
+// PostgreSQL 10 open (all may stay idle), closed after 5 minutes idle and
+// recycled every 30 minutes. An in-memory SQLite database (":memory:" or
+// mode=memory) gets a single connection, since each connection would
+// otherwise see its own database.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	var (
 		d       *dialect
@@ -125,7 +127,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{db: db, d: d, dsn: dsn}
 	if d == sqliteDialect {
-		s.stmts, s.writers = newStmtCache(db), make(chan struct{}, 1)
+		s.stmts = newStmtCache(db)
 	}
 	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
 	if err == nil && d == sqliteDialect && !isSQLiteMemory(dsn) {
@@ -328,7 +330,6 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 // once and must not have side effects outside tx.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.retry(ctx, func() error {
-		defer s.writeTurn(ctx)()
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
@@ -349,7 +350,6 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
 	err := s.retry(ctx, func() error {
-		defer s.writeTurn(ctx)()
 		var err error
 		res, err = s.q().ExecContext(ctx, s.d.rebind(query), args...)
 		return err
