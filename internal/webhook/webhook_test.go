@@ -180,6 +180,11 @@ func TestDeliveryRetriesSignsAndKeepsOrder(t *testing.T) {
 	if n := rcv.attempts.Load(); n != int32(len(ids)+3) {
 		t.Errorf("%d attempts, want %d (3 failures retried)", n, len(ids)+3)
 	}
+	// The receiver has every event; the worker counts a delivery only after
+	// it reads the response, so wait (bounded) for the last count.
+	for deadline := time.Now().Add(10 * time.Second); m.delivered.Load() < int32(len(ids)) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if m.failed.Load() != 3 || m.delivered.Load() != int32(len(ids)) || m.leaseOn.Load() != 1 {
 		t.Errorf("metrics: failed %d delivered %d lease %d", m.failed.Load(), m.delivered.Load(), m.leaseOn.Load())
 	}
