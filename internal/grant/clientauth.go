@@ -59,9 +59,15 @@ func (a *ClientAuth) Authenticate(ctx context.Context, r *http.Request, form url
 		return nil, err
 	}
 	// Only a request presenting a credential (a secret or an assertion) can
-	// guess one; public clients' requests skip the counters (two reads).
+	// guess one; public clients' requests skip the counters. Failures are
+	// always counted, but the counters are read before the check only for
+	// secrets shorter than secret.LongSecret: only a short presented secret
+	// can match a short (guessable, argon2id-hashed) registered one, while
+	// 256-bit secrets and signed assertions cannot be guessed — for them a
+	// lockout would only let whoever knows a client id lock it out, and the
+	// two reads would sit on every token request's hot path.
 	throttled := a.Throttle != nil && (cred.secret != "" || cred.assertion != "")
-	if throttled {
+	if throttled && cred.secret != "" && len(cred.secret) < secret.LongSecret {
 		if wait := a.Throttle.Check(ctx, r, cred.id); wait > 0 {
 			return nil, &oauth.Error{Code: oauth.InvalidClient, Status: http.StatusTooManyRequests, RetryAfter: wait,
 				Description: "Too many failed client authentications; wait before trying again."}

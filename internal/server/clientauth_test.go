@@ -156,6 +156,11 @@ func verifyIDRaw(t *testing.T, ts *testserver.Server, clientID, raw string) {
 // /revoke and /introspect are counted per client id and per address in
 // the store; over the limit even the right secret waits (429, Retry-After)
 // until the window ends.
+// Failed client authentications are throttled per client id and per
+// address. A presented secret short enough to match a guessable
+// (argon2id-hashed) registered secret is refused over the limit, even when
+// right; 256-bit secrets cannot be guessed, so their clients are never
+// locked out by someone who merely knows the client id.
 func TestClientAuthThrottling(t *testing.T) {
 	ts := testserver.Start(t, testserver.WithConfig(func(c *config.Config) {
 		c.ThrottleClientPerID, c.ThrottleClientPerAddress = 3, 0
@@ -166,29 +171,37 @@ func TestClientAuthThrottling(t *testing.T) {
 		if path != "/token" {
 			f = url.Values{"token": {"x"}}
 		}
-		r := ts.Post(path, f, testserver.WebClient, "wrong-secret-"+strconv.Itoa(i)+"-wrong-secret-wrong")
+		r := ts.Post(path, f, testserver.ShortClient, "wrong-"+strconv.Itoa(i))
 		testserver.WantError(t, r, 401, oauth.InvalidClient)
 	}
-	r := ts.Post("/token", bad, testserver.WebClient, testserver.WebSecret)
+	r := ts.Post("/token", bad, testserver.ShortClient, testserver.ShortSecret)
 	testserver.WantError(t, r, http.StatusTooManyRequests, oauth.InvalidClient)
 	if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra <= 0 {
 		t.Fatalf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}
-	// Other clients are not affected; unknown client ids are counted too.
+	// Further short guesses are refused without being checked.
+	testserver.WantError(t, ts.Post("/token", bad, testserver.ShortClient, "guess-4"), http.StatusTooManyRequests, oauth.InvalidClient)
+	// A client with a 256-bit secret cannot be locked out by failures.
+	for i := range 5 {
+		long := "wrong-" + strconv.Itoa(i) + "-0123456789abcdefghijklmnopqrstuvwxyz"
+		testserver.WantError(t, ts.Post("/token", bad, testserver.WebClient, long), 401, oauth.InvalidClient)
+	}
+	testserver.WantError(t, ts.Post("/token", bad, testserver.WebClient, testserver.WebSecret), 400, oauth.InvalidGrant)
+	// Other clients are not affected.
 	if r := ts.Post("/introspect", url.Values{"token": {"x"}}, testserver.OtherClient, testserver.OtherSecret); r.Status != 200 {
 		t.Fatalf("another client: %d %v", r.Status, r.Body)
 	}
 	ts.Clock.Advance(ts.Config.ThrottleWindow.D() + time.Second)
-	testserver.WantError(t, ts.Post("/token", bad, testserver.WebClient, testserver.WebSecret), 400, oauth.InvalidGrant)
+	testserver.WantError(t, ts.Post("/token", bad, testserver.ShortClient, testserver.ShortSecret), 400, oauth.InvalidGrant)
 
 	// Per address: many client ids from one address.
 	ts2 := testserver.Start(t, testserver.WithConfig(func(c *config.Config) {
 		c.ThrottleClientPerID, c.ThrottleClientPerAddress = 0, 4
 	}))
 	for i := range 4 {
-		testserver.WantError(t, ts2.Post("/token", bad, "nobody-"+strconv.Itoa(i), "some-secret-value"), 401, oauth.InvalidClient)
+		testserver.WantError(t, ts2.Post("/token", bad, "nobody-"+strconv.Itoa(i), "some-secret"), 401, oauth.InvalidClient)
 	}
-	testserver.WantError(t, ts2.Post("/token", bad, testserver.WebClient, testserver.WebSecret), http.StatusTooManyRequests, oauth.InvalidClient)
+	testserver.WantError(t, ts2.Post("/token", bad, testserver.ShortClient, testserver.ShortSecret), http.StatusTooManyRequests, oauth.InvalidClient)
 }
 
 func oidcConfig(ts *testserver.Server, clientID string) *oidc.Config {
