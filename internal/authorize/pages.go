@@ -42,8 +42,10 @@ func (h *Handler) clientName(r *http.Request, clientID string) string {
 	return c.ID
 }
 
-func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int, reqID, username, msg string) error {
-	d := web.LoginData{Action: "/login", CSRFToken: h.Sessions.CSRFToken(w, r), Username: username, Error: msg}
+// renderSignIn shows the sign-in form: the password step, or the
+// second-factor step when needOTP is set.
+func (h *Handler) renderSignIn(w http.ResponseWriter, r *http.Request, status int, reqID, username, msg string, needOTP bool) error {
+	d := web.LoginData{Action: "/login", CSRFToken: h.Sessions.CSRFToken(w, r), Username: username, Error: msg, NeedOTP: needOTP}
 	if reqID != "" {
 		req, err := h.loadRequest(r.Context(), reqID)
 		if err != nil {
@@ -72,17 +74,12 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) error {
 	return h.renderLogin(w, r, http.StatusOK, q.Get("request"), "", "")
 }
 
+func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, status int, reqID, username, msg string) error {
+	return h.renderSignIn(w, r, status, reqID, username, msg, false)
+}
+
 func (h *Handler) renderOTP(w http.ResponseWriter, r *http.Request, status int, reqID, username, msg string) error {
-	d := web.LoginData{Action: "/login", CSRFToken: h.Sessions.CSRFToken(w, r), Username: username, Error: msg, NeedOTP: true}
-	if reqID != "" {
-		req, err := h.loadRequest(r.Context(), reqID)
-		if err != nil {
-			return err
-		}
-		d.ClientName = h.clientName(r, req.ClientID)
-		d.Hidden = map[string]string{"request": reqID}
-	}
-	return h.Web.Login(w, status, d)
+	return h.renderSignIn(w, r, status, reqID, username, msg, true)
 }
 
 // next sends the browser on after a completed sign-in.

@@ -127,22 +127,31 @@ func SetPassword(ctx context.Context, st store.Store, fam *family.Service, usern
 	if err != nil {
 		return 0, err
 	}
-	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error {
-		u.PasswordHash, u.UpdatedAt = h, now
-		if endFamilies {
+	return changeCredentials(ctx, st, fam, u.ID, func(u *store.User) { u.PasswordHash = h }, endFamilies, "password changed", now)
+}
+
+// changeCredentials applies change to the user and, when endAll is set (a
+// credential-change trigger is on), bumps the credential epoch in the same
+// update, signs the user out of every browser and ends every family
+// (credentials_changed). It returns how many families ended.
+func changeCredentials(ctx context.Context, st store.Store, fam *family.Service, userID string, change func(*store.User), endAll bool, detail string, now time.Time) (int, error) {
+	if _, err := st.UpdateUser(ctx, userID, func(u *store.User) error {
+		change(u)
+		u.UpdatedAt = now
+		if endAll {
 			u.CredentialEpoch++
 		}
 		return nil
 	}); err != nil {
 		return 0, err
 	}
-	if !endFamilies {
+	if !endAll {
 		return 0, nil
 	}
-	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
+	if err := st.DeleteUserSessions(ctx, userID); err != nil {
 		return 0, err
 	}
-	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "password changed")
+	ids, err := fam.End(ctx, store.FamilyFilter{UserID: userID}, oauth.ReasonCredentials, detail)
 	return len(ids), err
 }
 
@@ -154,21 +163,14 @@ func EndForCredentials(ctx context.Context, fam *family.Service, userID, detail 
 }
 
 // RevokeSessions is `latchkey user revoke-sessions`: it bumps the user's
-// credential epoch, deletes nothing else, and ends every family
-// (credentials_changed), so every app must sign the user in again.
+// credential epoch, signs the user out of every browser and ends every
+// family (credentials_changed), so every app must sign the user in again.
 func RevokeSessions(ctx context.Context, st store.Store, fam *family.Service, username string, now time.Time) (int, error) {
 	u, err := UserByName(ctx, st, username)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error { u.CredentialEpoch++; u.UpdatedAt = now; return nil }); err != nil {
-		return 0, err
-	}
-	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
-		return 0, err
-	}
-	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "sessions revoked by an operator")
-	return len(ids), err
+	return changeCredentials(ctx, st, fam, u.ID, func(*store.User) {}, true, "sessions revoked by an operator", now)
 }
 
 // ResetMFA removes a user's second factor (a user who lost both the phone
@@ -184,21 +186,5 @@ func ResetMFA(ctx context.Context, st store.Store, fam *family.Service, username
 	if u.TOTPSecret == nil {
 		return 0, conflict("user %q has no second factor", username)
 	}
-	if _, err := st.UpdateUser(ctx, u.ID, func(u *store.User) error {
-		u.TOTPSecret, u.UpdatedAt = nil, now
-		if endFamilies {
-			u.CredentialEpoch++
-		}
-		return nil
-	}); err != nil {
-		return 0, err
-	}
-	if !endFamilies {
-		return 0, nil
-	}
-	if err := st.DeleteUserSessions(ctx, u.ID); err != nil {
-		return 0, err
-	}
-	ids, err := fam.End(ctx, store.FamilyFilter{UserID: u.ID}, oauth.ReasonCredentials, "second factor reset by an operator")
-	return len(ids), err
+	return changeCredentials(ctx, st, fam, u.ID, func(u *store.User) { u.TOTPSecret = nil }, endFamilies, "second factor reset by an operator", now)
 }
