@@ -109,22 +109,32 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) error {
 	return h.Web.Account(w, http.StatusOK, d)
 }
 
-// revoke withdraws the user's consent for one client.
-func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
+// signedInPost parses a form post, checks its CSRF token and returns the
+// signed-in user. When nobody is signed in it redirects to the sign-in page
+// and returns a nil user and nil error.
+func (h *Handler) signedInPost(w http.ResponseWriter, r *http.Request) (url.Values, *store.User, error) {
 	form, err := httpx.ParseForm(w, r)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := h.Sessions.CheckCSRF(r, form.Get("csrf_token")); err != nil {
-		return oauth.New(oauth.AccessDenied, "The form expired or was submitted from another site. Go back, reload the page and try again.").WithStatus(http.StatusForbidden)
+		return nil, nil, oauth.New(oauth.AccessDenied, "The form expired or was submitted from another site. Go back, reload the page and try again.").WithStatus(http.StatusForbidden)
 	}
 	u, err := h.user(r)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if u == nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return nil
+	}
+	return form, u, nil
+}
+
+// revoke withdraws the user's consent for one client.
+func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) error {
+	form, u, err := h.signedInPost(w, r)
+	if err != nil || u == nil {
+		return err
 	}
 	clientID := form.Get("client_id")
 	if clientID == "" || len(clientID) > 256 {

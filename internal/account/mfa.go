@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/mfa"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/operator"
@@ -21,13 +20,6 @@ func continueURL(reqID string) string {
 		return "/account"
 	}
 	return "/authorize/continue?request=" + url.QueryEscape(reqID)
-}
-
-func (h *Handler) csrfOK(r *http.Request, form url.Values) error {
-	if err := h.Sessions.CheckCSRF(r, form.Get("csrf_token")); err != nil {
-		return oauth.New(oauth.AccessDenied, "The form expired or was submitted from another site. Go back, reload the page and try again.").WithStatus(http.StatusForbidden)
-	}
-	return nil
 }
 
 // setupPage shows a new TOTP key as a QR code and the manual key. The
@@ -79,20 +71,9 @@ func (h *Handler) renderSetup(w http.ResponseWriter, r *http.Request, status int
 // the session to MFA, and shows the recovery codes once.
 func (h *Handler) setup(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	form, err := httpx.ParseForm(w, r)
-	if err != nil {
+	form, u, err := h.signedInPost(w, r)
+	if err != nil || u == nil {
 		return err
-	}
-	if err := h.csrfOK(r, form); err != nil {
-		return err
-	}
-	u, err := h.user(r)
-	if err != nil {
-		return err
-	}
-	if u == nil {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return nil
 	}
 	reqID := form.Get("request")
 	secretB32, err := h.MFA.OpenPending(u.ID, form.Get("pending"))
@@ -154,20 +135,9 @@ func (h *Handler) removePage(w http.ResponseWriter, r *http.Request) error {
 // remove turns the second factor off after checking a current code.
 func (h *Handler) remove(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	form, err := httpx.ParseForm(w, r)
-	if err != nil {
+	form, u, err := h.signedInPost(w, r)
+	if err != nil || u == nil {
 		return err
-	}
-	if err := h.csrfOK(r, form); err != nil {
-		return err
-	}
-	u, err := h.user(r)
-	if err != nil {
-		return err
-	}
-	if u == nil {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return nil
 	}
 	now := h.Now()
 	ok, err := h.MFA.VerifyUser(ctx, h.Store, u.ID, form.Get("otp"), now)
