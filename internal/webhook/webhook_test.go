@@ -31,6 +31,7 @@ type receiver struct {
 	srv      *httptest.Server
 	fail     atomic.Int32
 	attempts atomic.Int32
+	inflight atomic.Int32 // requests being handled
 	mu       sync.Mutex
 	got      []operator.AuditView
 	bad      []string
@@ -41,6 +42,8 @@ func newReceiver(t *testing.T, fail int) *receiver {
 	r.fail.Store(int32(fail))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.attempts.Add(1)
+		r.inflight.Add(1)
+		defer r.inflight.Add(-1)
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -48,6 +51,9 @@ func newReceiver(t *testing.T, fail int) *receiver {
 			r.bad = append(r.bad, err.Error())
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
+		}
+		if req.Context().Err() != nil {
+			return // the sender gave up on this request: it will not count it
 		}
 		if r.fail.Add(-1) >= 0 {
 			http.Error(w, "try later", http.StatusServiceUnavailable)
@@ -211,6 +217,12 @@ func TestResumeAfterRestart(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	stop()
+	// A request the stopped worker abandoned may still be in the receiver's
+	// handler; let it finish (refused) before the receiver comes back up,
+	// or it would be accepted with nobody to record the delivery.
+	for deadline := time.Now().Add(10 * time.Second); rcv.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	offline := audit(t, st, nil, 4, "offline")
 	rcv.fail.Store(0)
 
