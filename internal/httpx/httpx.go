@@ -86,27 +86,28 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// statusRecorder captures the status for the access log.
-type statusRecorder struct {
+// StatusRecorder captures the status a handler sent (for the access log
+// and the metrics middleware). Status is 0 until something is written.
+type StatusRecorder struct {
 	http.ResponseWriter
-	status int
+	Status int
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+func (s *StatusRecorder) WriteHeader(code int) {
+	if s.Status == 0 {
+		s.Status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+func (s *StatusRecorder) Write(b []byte) (int, error) {
+	if s.Status == 0 {
+		s.Status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Middleware assigns a request id, recovers panics, and writes an access log
 // line. It logs the path only — never the query string or body, which can
@@ -117,20 +118,20 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 		id := secret.Random(9)
 		w.Header().Set("X-Request-Id", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &StatusRecorder{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
 				log.Error("panic", slog.String("request_id", id), slog.Any("panic", p))
-				if rec.status == 0 {
+				if rec.Status == 0 {
 					WriteOAuthError(rec, r, oauth.New(oauth.ServerError, "internal error"))
 				}
 			}
 			log.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("request_id", id),
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+				slog.Int("status", rec.Status), slog.Duration("duration", time.Since(start)))
 		}()
 		next.ServeHTTP(rec, r)
 	})

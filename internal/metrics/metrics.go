@@ -268,10 +268,10 @@ func (m *Metrics) Instrument(next http.Handler) http.Handler {
 		start := time.Now()
 		ctx, outcome := httpx.WithOutcome(r.Context())
 		r = r.WithContext(ctx)
-		rec := &statusWriter{ResponseWriter: w}
+		rec := &httpx.StatusRecorder{ResponseWriter: w}
 		panicked := true
 		defer func() {
-			status := rec.status
+			status := rec.Status
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -315,25 +315,3 @@ func (m *Metrics) observeToken(r *http.Request, o *httpx.Outcome, status int) {
 		m.refusals.WithLabelValues(bounded(o.Reason, knownReason)).Inc()
 	}
 }
-
-// statusWriter records the status code.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
