@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ const maxProfileSeconds = 120
 // startPprof serves runtime profiles on $LATCHKEY_PPROF_ADDR when it is set:
 //
 //	/debug/pprof/profile?seconds=N   CPU profile (go tool pprof reads it)
+//	/debug/pprof/trace?seconds=N     execution trace (go tool trace reads it)
 //	/debug/pprof/heap, allocs, goroutine, mutex, block
 //
 // It uses runtime/pprof directly rather than importing net/http/pprof, which
@@ -46,6 +49,7 @@ func startPprof(lookup env, log *slog.Logger) (stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/profile", serveCPUProfile)
+	mux.HandleFunc("GET /debug/pprof/trace", serveTrace)
 	mux.HandleFunc("GET /debug/pprof/{name}", func(w http.ResponseWriter, r *http.Request) {
 		p := pprof.Lookup(r.PathValue("name"))
 		if p == nil {
@@ -62,14 +66,26 @@ func startPprof(lookup env, log *slog.Logger) (stop func(), err error) {
 }
 
 func serveCPUProfile(w http.ResponseWriter, r *http.Request) {
+	record(w, r, 30, pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+// serveTrace records an execution trace: where goroutines waited to run,
+// which is what explains a latency tail that the CPU profile cannot.
+func serveTrace(w http.ResponseWriter, r *http.Request) {
+	record(w, r, 1, trace.Start, trace.Stop)
+}
+
+// record runs start(w) for ?seconds= (default def, at most
+// maxProfileSeconds) or until the client goes away, then stop.
+func record(w http.ResponseWriter, r *http.Request, def int, start func(io.Writer) error, stop func()) {
 	sec, err := strconv.Atoi(r.URL.Query().Get("seconds"))
 	if err != nil || sec <= 0 {
-		sec = 30
+		sec = def
 	}
 	sec = min(sec, maxProfileSeconds)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if err := pprof.StartCPUProfile(w); err != nil {
-		// Another profile is running.
+	if err := start(w); err != nil {
+		// Another profile or trace is running.
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
@@ -77,7 +93,7 @@ func serveCPUProfile(w http.ResponseWriter, r *http.Request) {
 	case <-time.After(time.Duration(sec) * time.Second):
 	case <-r.Context().Done():
 	}
-	pprof.StopCPUProfile()
+	stop()
 }
 
 // loopbackAddr reports whether host:port names a loopback host.

@@ -90,7 +90,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 // store.ErrNotFound if it does not exist. Families are not touched: callers
 // revoke them first, and the audit trail keeps referring to the id.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.d.rebind(`DELETE FROM consents WHERE client_id = ?`), id); err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func update[T any](s *Store, ctx context.Context, what, id string, t table,
 	toArgs func(*T) ([]any, error), fn func(*T) error,
 ) (*T, error) {
 	var out *T
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		v, err := get(ctx, tx, id, s.d.forUpdate)
 		if err != nil {
 			return err

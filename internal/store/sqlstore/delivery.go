@@ -48,7 +48,7 @@ func (s *Store) ClaimCursor(ctx context.Context, name, owner string, now time.Ti
 		pos  int64
 		held bool
 	)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO delivery_cursors (name, position, lease_owner, lease_until, updated_at)
 			VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM audit_events), '', 0, ?) ON CONFLICT (name) DO NOTHING`), name, ms(now)); err != nil {
 			return err

@@ -132,7 +132,7 @@ func (s *Store) RevokeFamilies(ctx context.Context, f store.FamilyFilter, reason
 	f.LiveOnly = true
 	where, args := familyWhere(f)
 	var ids []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ids = ids[:0]
 		rows, err := tx.QueryContext(ctx, s.d.rebind(`UPDATE families SET revoked_at = ?, revoke_reason = ? WHERE `+
 			where+` RETURNING id`), append([]any{ms(now), reason}, args...)...)

@@ -154,7 +154,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, id string, now time.Time) (*
 	}
 	var code *store.AuthCode
 	used := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		code, err = scanAuthCode(tx.QueryRowContext(ctx,
 			s.d.rebind(`UPDATE auth_codes SET used_at = ? WHERE id = ? AND used_at = 0 RETURNING `+authCodeTable.colList()),

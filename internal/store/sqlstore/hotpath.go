@@ -22,12 +22,12 @@ import (
 const maxCachedStmts = 256
 
 type stmtCache struct {
-	db *sql.DB
+	db pool
 	mu sync.RWMutex
 	m  map[string]*sql.Stmt
 }
 
-func newStmtCache(db *sql.DB) *stmtCache {
+func newStmtCache(db pool) *stmtCache {
 	return &stmtCache{db: db, m: map[string]*sql.Stmt{}}
 }
 
@@ -74,7 +74,7 @@ func (c *stmtCache) close() {
 // cachedDB is a querier over the pool that uses prepared statements from
 // the cache when there is one (SQLite).
 type cachedDB struct {
-	db    *sql.DB
+	db    pool
 	cache *stmtCache
 }
 
@@ -85,7 +85,7 @@ func (s *Store) q() querier { return cachedDB{s.db, s.stmts} }
 func (c cachedDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if c.cache != nil {
 		if st := c.cache.get(ctx, query); st != nil {
-			return st.ExecContext(ctx, args...)
+			return st.ExecContext(c.db.ctx(ctx), args...)
 		}
 	}
 	return c.db.ExecContext(ctx, query, args...)
@@ -94,7 +94,7 @@ func (c cachedDB) ExecContext(ctx context.Context, query string, args ...any) (s
 func (c cachedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if c.cache != nil {
 		if st := c.cache.get(ctx, query); st != nil {
-			return st.QueryContext(ctx, args...)
+			return st.QueryContext(c.db.ctx(ctx), args...)
 		}
 	}
 	return c.db.QueryContext(ctx, query, args...)
@@ -103,7 +103,7 @@ func (c cachedDB) QueryContext(ctx context.Context, query string, args ...any) (
 func (c cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if c.cache != nil {
 		if st := c.cache.get(ctx, query); st != nil {
-			return st.QueryRowContext(ctx, args...)
+			return st.QueryRowContext(c.db.ctx(ctx), args...)
 		}
 	}
 	return c.db.QueryRowContext(ctx, query, args...)

@@ -81,7 +81,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	for _, m := range list {
-		err := s.tx(ctx, func(tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) })
+		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) })
 		if err != nil {
 			return fmt.Errorf("sqlstore: migrate %s %s: %w", s.d.name, m.name, err)
 		}

@@ -42,7 +42,7 @@ var _ store.Store = (*Store)(nil)
 // concurrent use by many goroutines, and several Stores (in one process or
 // many) may share one database.
 type Store struct {
-	db  *sql.DB
+	db  pool
 	d   *dialect
 	dsn string
 	// stmts caches prepared statements of the hot path (SQLite only, nil
@@ -125,9 +125,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxIdleTime(postgresConnMaxIdleTime)
 		db.SetConnMaxLifetime(postgresConnMaxLifetime)
 	}
-	s := &Store{db: db, d: d, dsn: dsn}
+	s := &Store{db: pool{db, d == sqliteDialect}, d: d, dsn: dsn}
 	if d == sqliteDialect {
-		s.stmts = newStmtCache(db)
+		s.stmts = newStmtCache(s.db)
 	}
 	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
 	if err == nil && d == sqliteDialect && !isSQLiteMemory(dsn) {
@@ -183,7 +183,7 @@ func (s *Store) Engine() string { return s.d.name }
 // DB returns the underlying pool, for tuning (SetMaxOpenConns and friends)
 // and diagnostics. Writing to the tables directly bypasses the store's
 // invariants.
-func (s *Store) DB() *sql.DB { return s.db }
+func (s *Store) DB() *sql.DB { return s.db.DB }
 
 // Reopen opens a second, independent Store (with its own pool) on the same
 // database, as another process would. The conformance suite uses it to check
@@ -324,17 +324,62 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 	}
 }
 
+// pool is the connection pool. On SQLite it runs every statement with a
+// context that cannot be canceled (context.WithoutCancel): with a context
+// that can, database/sql and the modernc driver each start a goroutine per
+// statement to watch it, five or more per refresh grant. Under load those
+// goroutines crowded the scheduler's run queue until some requests waited
+// more than a second to be scheduled (docs/BENCHMARKS.md, "tail latency").
+// SQLite statements here run for microseconds on a local file, and a wait
+// for the write lock is bounded by busy_timeout, so canceling them on a
+// client's disconnect bought nothing. A context that has already ended is
+// passed on as it is, so a request that is gone (or past its deadline)
+// still runs nothing. PostgreSQL statements cross a network and keep the
+// caller's context.
+type pool struct {
+	*sql.DB
+	detach bool
+}
+
+func (p pool) ctx(ctx context.Context) context.Context {
+	if p.detach && ctx.Err() == nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
+func (p pool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.DB.ExecContext(p.ctx(ctx), query, args...)
+}
+
+func (p pool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.DB.QueryContext(p.ctx(ctx), query, args...)
+}
+
+func (p pool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.DB.QueryRowContext(p.ctx(ctx), query, args...)
+}
+
+func (p pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return p.DB.BeginTx(p.ctx(ctx), opts)
+}
+
+func (p pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return p.DB.PrepareContext(p.ctx(ctx), query)
+}
+
 // tx runs fn in a write transaction (BEGIN IMMEDIATE on SQLite, READ
 // COMMITTED on PostgreSQL), committing if fn returns nil, and retries the
 // whole transaction on transient errors. fn may therefore run more than
 // once and must not have side effects outside tx.
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx = s.db.ctx(ctx)
 	return s.retry(ctx, func() error {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
-		if err := fn(tx); err != nil {
+		if err := fn(ctx, tx); err != nil {
 			tx.Rollback()
 			return err
 		}
