@@ -66,19 +66,12 @@ func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(*store.
 }
 
 // AppendAudit inserts e and sets e.ID to the new id, which increases with
-// every append.
+// every append. It returns once e is committed; concurrent appends share
+// one commit (auditbatch.go).
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
-	var id int64
-	err := s.retry(ctx, func() error {
-		return s.q().QueryRowContext(ctx, s.d.rebind(`INSERT INTO audit_events
-			(at, event_type, user_id, client_id, family_id, reason, detail)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-			ms(e.Time), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail).Scan(&id)
-	})
-	if err != nil {
+	if err := s.audit.append(s.db.ctx(ctx), e); err != nil {
 		return s.wrap(err, "append audit %q", e.Type)
 	}
-	e.ID = id
 	return nil
 }
 

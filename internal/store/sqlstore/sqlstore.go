@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,8 @@ type Store struct {
 	// stmts caches prepared statements of the hot path (SQLite only, nil
 	// on PostgreSQL); see hotpath.go.
 	stmts *stmtCache
+	// audit group-commits AppendAudit (auditbatch.go).
+	audit *auditWriter
 }
 
 // Pool defaults. They can be changed through DB().
@@ -125,8 +128,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxIdleTime(postgresConnMaxIdleTime)
 		db.SetConnMaxLifetime(postgresConnMaxLifetime)
 	}
-	s := &Store{db: pool{db, d == sqliteDialect}, d: d, dsn: dsn}
+	s := &Store{db: pool{DB: db}, d: d, dsn: dsn}
 	if d == sqliteDialect {
+		s.db.detach, s.db.wmu = true, new(sync.Mutex)
 		s.stmts = newStmtCache(s.db)
 	}
 	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
@@ -137,6 +141,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect to %s: %w", d.name, err)
 	}
+	s.audit = newAuditWriter(s)
 	return s, nil
 }
 
@@ -202,6 +207,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	if s.audit != nil {
+		s.audit.close()
+	}
 	s.stmts.close()
 	return s.db.Close()
 }
@@ -339,6 +347,24 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 type pool struct {
 	*sql.DB
 	detach bool
+	// wmu serializes this process's writes on SQLite (nil on PostgreSQL).
+	// SQLite has one writer at a time; without it, a writer that finds the
+	// lock taken by another connection of the same pool sleeps in SQLite's
+	// busy handler (1 to 100 ms a try) even when the lock is free again
+	// microseconds later. Goroutines waiting on a mutex are woken as soon as
+	// it is free. Other processes on the same file still meet the busy
+	// handler (busy_timeout).
+	wmu *sync.Mutex
+}
+
+// write runs op holding the SQLite write lock (if any).
+func (p pool) write(op func() error) error {
+	if p.wmu == nil {
+		return op()
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return op()
 }
 
 func (p pool) ctx(ctx context.Context) context.Context {
@@ -371,22 +397,25 @@ func (p pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 // tx runs fn in a write transaction (BEGIN IMMEDIATE on SQLite, READ
 // COMMITTED on PostgreSQL), committing if fn returns nil, and retries the
 // whole transaction on transient errors. fn may therefore run more than
-// once and must not have side effects outside tx.
+// once and must not have side effects outside tx; it must not call the
+// Store either (on SQLite it runs holding the process's write lock).
 func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx = s.db.ctx(ctx)
 	return s.retry(ctx, func() error {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
-		}
-		if err := fn(ctx, tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		return nil
+		return s.db.write(func() error {
+			tx, err := s.db.BeginTx(ctx, nil)
+			if err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			if err := fn(ctx, tx); err != nil {
+				tx.Rollback()
+				return err
+			}
+			if err := tx.Commit(); err != nil {
+				return fmt.Errorf("commit: %w", err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -395,9 +424,11 @@ func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
 	err := s.retry(ctx, func() error {
-		var err error
-		res, err = s.q().ExecContext(ctx, s.d.rebind(query), args...)
-		return err
+		return s.db.write(func() error {
+			var err error
+			res, err = s.q().ExecContext(ctx, s.d.rebind(query), args...)
+			return err
+		})
 	})
 	return res, err
 }
@@ -412,7 +443,7 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 	}
 	msg := "sqlstore: " + fmt.Sprintf(format, args...)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyUsed):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrAlreadyUsed), errors.Is(err, store.ErrUnavailable):
 		return fmt.Errorf("%s: %w", msg, err)
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%s: %w", msg, store.ErrNotFound)
