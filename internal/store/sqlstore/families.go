@@ -65,12 +65,20 @@ func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error)
 // row lock; SQLite serialises writers). When nothing matched, a second read
 // tells store.ErrNotFound from store.ErrConflict.
 func (s *Store) RotateFamily(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time) error {
-	res, err := s.exec(ctx, `UPDATE families
-		SET generation = generation + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ?
-		WHERE id = ? AND generation = ? AND revoked_at = 0`,
-		ms(now), ms(now), ms(idleExpiresAt), id, from)
+	// Through the write queue: concurrent rotations (and audit appends)
+	// share one commit. Of two rotations of one family in one batch the
+	// second matches nothing, as in two transactions.
+	var matched error
+	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
+		res, err := q.ExecContext(ctx, s.d.rebind(rotateFamilySQL), ms(now), ms(now), ms(idleExpiresAt), id, from)
+		if err != nil {
+			return err
+		}
+		matched = mustAffect(res)
+		return nil
+	})
 	if err == nil {
-		err = mustAffect(res)
+		err = matched
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		err = s.existsOrNotFound(ctx, id)
@@ -80,6 +88,10 @@ func (s *Store) RotateFamily(ctx context.Context, id string, from int64, now, id
 	}
 	return s.wrap(err, "rotate family %q from generation %d", id, from)
 }
+
+const rotateFamilySQL = `UPDATE families
+	SET generation = generation + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ?
+	WHERE id = ? AND generation = ? AND revoked_at = 0`
 
 func (s *Store) existsOrNotFound(ctx context.Context, id string) error {
 	var one int

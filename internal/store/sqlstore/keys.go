@@ -67,13 +67,17 @@ func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(*store.
 
 // AppendAudit inserts e and sets e.ID to the new id, which increases with
 // every append. It returns once e is committed; concurrent appends share
-// one commit (auditbatch.go).
+// one commit (writequeue.go).
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
-	if err := s.audit.append(s.db.ctx(ctx), e); err != nil {
-		return s.wrap(err, "append audit %q", e.Type)
-	}
-	return nil
+	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(e.Time), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail).Scan(&e.ID)
+	})
+	return s.wrap(err, "append audit %q", e.Type)
 }
+
+const insertAuditSQL = `INSERT INTO audit_events
+	(at, event_type, user_id, client_id, family_id, reason, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`
 
 // DefaultAuditLimit is what ListAudit returns when the filter has no limit.
 const DefaultAuditLimit = 100

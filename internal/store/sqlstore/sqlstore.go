@@ -49,8 +49,8 @@ type Store struct {
 	// stmts caches prepared statements of the hot path (SQLite only, nil
 	// on PostgreSQL); see hotpath.go.
 	stmts *stmtCache
-	// audit group-commits AppendAudit (auditbatch.go).
-	audit *auditWriter
+	// writes group-commits the hot path's writes (writequeue.go).
+	writes *writeQueue
 }
 
 // Pool defaults. They can be changed through DB().
@@ -141,7 +141,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect to %s: %w", d.name, err)
 	}
-	s.audit = newAuditWriter(s)
+	s.writes = newWriteQueue(s)
 	return s, nil
 }
 
@@ -207,8 +207,8 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
-	if s.audit != nil {
-		s.audit.close()
+	if s.writes != nil {
+		s.writes.close()
 	}
 	s.stmts.close()
 	return s.db.Close()

@@ -13,7 +13,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
-// Audit appends are group-committed (auditbatch.go): many concurrent
+// Audit appends and rotations are group-committed (writequeue.go): many concurrent
 // appends must each get their own id, return only once stored, and be all
 // there afterwards; appends racing Close either succeed (and are stored) or
 // fail with store.ErrUnavailable, and never hang.

@@ -1,0 +1,210 @@
+package sqlstore
+
+// Group commit for the writes of the token endpoint's hot path: the
+// rotation compare-and-swap and the audit event that every refresh grant
+// writes. Each was its own commit, the most expensive part of a grant after
+// the signatures: on SQLite a commit writes every page it changed (the
+// row's page, a page per index) to the WAL with two write calls each; on
+// PostgreSQL it waits for a WAL flush. One writer goroutine per Store takes
+// the writes queued while it was busy and runs them in one transaction, so
+// under load one commit serves many grants. A lone write still runs at once
+// in its own statement (no timer, no added wait), and every caller returns
+// only after its write is committed: nothing is acknowledged that is not
+// stored.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/latchkey-dev/latchkey/internal/store"
+)
+
+// maxWriteBatch bounds one group commit.
+const maxWriteBatch = 128
+
+// writeQueueLen is how many writes may wait for the writer before callers
+// block.
+const writeQueueLen = 1024
+
+// errStoreClosed is returned by queued writes after Close.
+var errStoreClosed = fmt.Errorf("store is closed: %w", store.ErrUnavailable)
+
+// writeOp runs one write with q, a transaction or the pool. It returns an
+// error only for a failed statement; outcomes such as "no row matched" go
+// to the caller through the closure, so they do not abort the batch. It may
+// run more than once (a batch is retried, or replayed one write at a time)
+// and must set its outcome afresh each time.
+type writeOp func(ctx context.Context, q querier) error
+
+type writeReq struct {
+	op   writeOp
+	done chan error // buffered (1): the writer never blocks on it
+}
+
+var writeReqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
+
+type writeQueue struct {
+	s      *Store
+	queue  chan *writeReq
+	stop   chan struct{} // closed by close: no new writes
+	exited chan struct{} // closed when the writer has returned
+	once   sync.Once
+}
+
+func newWriteQueue(s *Store) *writeQueue {
+	w := &writeQueue{s: s, queue: make(chan *writeReq, writeQueueLen), stop: make(chan struct{}), exited: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// do queues op and waits until it is committed (or failed). Once queued,
+// op runs even if ctx ends: whether a rotation or an audit record is stored
+// must not depend on whether the client waited for the answer.
+func (w *writeQueue) do(ctx context.Context, op writeOp) error {
+	select {
+	case <-w.stop:
+		return errStoreClosed
+	default:
+	}
+	r := writeReqPool.Get().(*writeReq)
+	r.op = op
+	select {
+	case w.queue <- r:
+	case <-w.stop:
+		r.op = nil
+		writeReqPool.Put(r)
+		return errStoreClosed
+	case <-ctx.Done():
+		r.op = nil
+		writeReqPool.Put(r)
+		return ctx.Err()
+	}
+	var err error
+	select {
+	case err = <-r.done:
+	case <-w.exited:
+		select {
+		case err = <-r.done: // written in the writer's final drain
+		default:
+			err = errStoreClosed
+		}
+	}
+	r.op = nil
+	writeReqPool.Put(r)
+	return err
+}
+
+func (w *writeQueue) run() {
+	defer close(w.exited)
+	batch := make([]*writeReq, 0, maxWriteBatch)
+	for {
+		select {
+		case r := <-w.queue:
+			batch = append(batch[:0], r)
+		case <-w.stop:
+			// Write what was queued before the stop, then exit.
+			for {
+				batch = batch[:0]
+				w.drain(&batch)
+				if len(batch) == 0 {
+					return
+				}
+				w.write(batch)
+			}
+		}
+		// Let the goroutines that are ready to run go first: under load
+		// they are requests about to queue their own writes, which then
+		// share this commit. With nothing else to run this returns at once,
+		// so a lone write is not delayed.
+		runtime.Gosched()
+		w.drain(&batch)
+		w.write(batch)
+	}
+}
+
+// drain adds the requests already queued, without waiting for more.
+func (w *writeQueue) drain(batch *[]*writeReq) {
+	for len(*batch) < maxWriteBatch {
+		select {
+		case r := <-w.queue:
+			*batch = append(*batch, r)
+		default:
+			return
+		}
+	}
+}
+
+// write commits batch and answers each request. A batch that fails as a
+// whole is replayed one write at a time, so a failing write fails alone.
+func (w *writeQueue) write(batch []*writeReq) {
+	ctx := context.Background()
+	if len(batch) > 1 {
+		err := w.s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			q := txQuerier{tx, w.s.stmts}
+			for _, r := range batch {
+				if err := r.op(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for _, r := range batch {
+				r.done <- nil
+			}
+			return
+		}
+	}
+	for _, r := range batch {
+		r.done <- w.s.retry(ctx, func() error {
+			return w.s.db.write(func() error { return r.op(ctx, w.s.q()) })
+		})
+	}
+}
+
+func (w *writeQueue) close() {
+	w.once.Do(func() { close(w.stop) })
+	<-w.exited
+}
+
+// txQuerier runs statements in tx, through the prepared-statement cache
+// when there is one (SQLite): preparing each statement anew inside the
+// batch would cost more than the commit it saves.
+type txQuerier struct {
+	tx    *sql.Tx
+	cache *stmtCache
+}
+
+func (q txQuerier) stmt(ctx context.Context, query string) *sql.Stmt {
+	if q.cache == nil {
+		return nil
+	}
+	if st := q.cache.get(ctx, query); st != nil {
+		return q.tx.StmtContext(ctx, st)
+	}
+	return nil
+}
+
+func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.tx.ExecContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.tx.QueryRowContext(ctx, query, args...)
+}
