@@ -398,8 +398,15 @@ func (p pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 // COMMITTED on PostgreSQL), committing if fn returns nil, and retries the
 // whole transaction on transient errors. fn may therefore run more than
 // once and must not have side effects outside tx; it must not call the
-// Store either (on SQLite it runs holding the process's write lock).
+// Store either (it runs on the write queue's goroutine, holding SQLite's
+// write lock). It goes through the write queue (writequeue.go), so
+// concurrent writes share one commit.
 func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.writes.doTx(s.db.ctx(ctx), fn)
+}
+
+// txDirect is tx without the queue: the queue's own way to commit.
+func (s *Store) txDirect(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx = s.db.ctx(ctx)
 	return s.retry(ctx, func() error {
 		return s.db.write(func() error {
@@ -420,15 +427,15 @@ func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 }
 
 // exec runs one statement outside an explicit transaction, retrying
-// transient errors.
+// transient errors, through the write queue (writequeue.go): concurrent
+// statements share one commit.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
-	err := s.retry(ctx, func() error {
-		return s.db.write(func() error {
-			var err error
-			res, err = s.q().ExecContext(ctx, s.d.rebind(query), args...)
-			return err
-		})
+	q := s.d.rebind(query)
+	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, qr querier) error {
+		var err error
+		res, err = qr.ExecContext(ctx, q, args...)
+		return err
 	})
 	return res, err
 }

@@ -40,8 +40,9 @@ var errStoreClosed = fmt.Errorf("store is closed: %w", store.ErrUnavailable)
 type writeOp func(ctx context.Context, q querier) error
 
 type writeReq struct {
-	op   writeOp
-	done chan error // buffered (1): the writer never blocks on it
+	op   writeOp                                     // one statement, or
+	txfn func(ctx context.Context, tx *sql.Tx) error // a transaction (Store.tx)
+	done chan error                                  // buffered (1): the writer never blocks on it
 }
 
 var writeReqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
@@ -64,21 +65,33 @@ func newWriteQueue(s *Store) *writeQueue {
 // op runs even if ctx ends: whether a rotation or an audit record is stored
 // must not depend on whether the client waited for the answer.
 func (w *writeQueue) do(ctx context.Context, op writeOp) error {
+	return w.enqueue(ctx, op, nil)
+}
+
+// doTx queues fn, a transaction: alone it runs in its own transaction, in a
+// batch as part of the batch's. An error from fn rolls back the batch,
+// which is then replayed one write at a time, so fn's error (and the
+// rollback of what fn wrote) stays its own.
+func (w *writeQueue) doTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return w.enqueue(ctx, nil, fn)
+}
+
+func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error) error {
 	select {
 	case <-w.stop:
 		return errStoreClosed
 	default:
 	}
 	r := writeReqPool.Get().(*writeReq)
-	r.op = op
+	r.op, r.txfn = op, txfn
 	select {
 	case w.queue <- r:
 	case <-w.stop:
-		r.op = nil
+		r.op, r.txfn = nil, nil
 		writeReqPool.Put(r)
 		return errStoreClosed
 	case <-ctx.Done():
-		r.op = nil
+		r.op, r.txfn = nil, nil
 		writeReqPool.Put(r)
 		return ctx.Err()
 	}
@@ -92,7 +105,7 @@ func (w *writeQueue) do(ctx context.Context, op writeOp) error {
 			err = errStoreClosed
 		}
 	}
-	r.op = nil
+	r.op, r.txfn = nil, nil
 	writeReqPool.Put(r)
 	return err
 }
@@ -142,10 +155,16 @@ func (w *writeQueue) drain(batch *[]*writeReq) {
 func (w *writeQueue) write(batch []*writeReq) {
 	ctx := context.Background()
 	if len(batch) > 1 {
-		err := w.s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		err := w.s.txDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			q := txQuerier{tx, w.s.stmts}
 			for _, r := range batch {
-				if err := r.op(ctx, q); err != nil {
+				var err error
+				if r.txfn != nil {
+					err = r.txfn(ctx, tx)
+				} else {
+					err = r.op(ctx, q)
+				}
+				if err != nil {
 					return err
 				}
 			}
@@ -159,6 +178,10 @@ func (w *writeQueue) write(batch []*writeReq) {
 		}
 	}
 	for _, r := range batch {
+		if r.txfn != nil {
+			r.done <- w.s.txDirect(ctx, r.txfn)
+			continue
+		}
 		r.done <- w.s.retry(ctx, func() error {
 			return w.s.db.write(func() error { return r.op(ctx, w.s.q()) })
 		})
