@@ -77,6 +77,7 @@ type Manager struct {
 	loadedAt  time.Time
 	attemptAt time.Time              // last reload attempt (successful or not)
 	signers   map[string]jose.Signer // by kid + "/" + typ
+	verified  verifiedCache          // verifycache.go
 }
 
 // Generate creates a private key for alg.
@@ -339,7 +340,22 @@ func (m *Manager) JWKS(ctx context.Context) jose.JSONWebKeySet {
 
 // Verify checks a compact JWS signed by one of our keys, checks its typ
 // header, and decodes its claims into out. It does not check time claims.
+//
+// A token verified in the last VerifiedTTL is not verified again
+// (verifycache.go): its claims are decoded from the cache.
 func (m *Manager) Verify(ctx context.Context, raw, typ string, out any) error {
+	now := m.Now()
+	if m.verified.get(raw, typ, now, out) {
+		return nil
+	}
+	if err := m.verify(ctx, raw, typ, out); err != nil {
+		return err
+	}
+	m.verified.put(raw, typ, now)
+	return nil
+}
+
+func (m *Manager) verify(ctx context.Context, raw, typ string, out any) error {
 	tok, err := jwt.ParseSigned(raw, Algorithms)
 	if err != nil {
 		return err
