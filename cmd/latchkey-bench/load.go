@@ -66,6 +66,7 @@ type runner struct {
 	hc         *http.Client
 	start, end time.Time    // the measured window; before start is warm-up
 	budget     atomic.Int64 // requests left when o.maxRequests > 0
+	okCount    atomic.Int64 // successful grants in the measured window
 	wantID     bool         // openid requested: every grant must carry an ID token
 }
 
@@ -275,10 +276,44 @@ func (r *runner) work(ctx context.Context, creds []*credential, s *session) *res
 			continue
 		}
 		res.ok++
+		r.okCount.Add(1)
 		res.lat = append(res.lat, lat)
 		if r.o.mode == "code" {
 			res.iter = append(res.iter, done.Sub(start))
 		}
 	}
 	return res
+}
+
+// sample records, every every during the measured window, the grants per
+// second, the server's CPU cores and its memory (a long run's throughput
+// and memory should stay flat).
+func (r *runner) sample(ctx context.Context, every time.Duration, srvStart cpuSnapshot) []interval {
+	var out []interval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastOK, lastAt, lastSrv := r.okCount.Load(), time.Now(), srvStart
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case now := <-t.C:
+			if now.After(r.end.Add(every / 2)) {
+				return out
+			}
+			ok, srv := r.okCount.Load(), snapshot(r.o.pids)
+			wall := now.Sub(lastAt).Seconds()
+			iv := interval{At: round(now.Sub(r.start).Seconds(), 1), PerSecond: round(float64(ok-lastOK)/wall, 1)}
+			if len(r.o.pids) > 0 {
+				iv.ServerCores = round(lastSrv.since(srv).Seconds()/wall, 2)
+				rss, _ := memOf(r.o.pids)
+				iv.ServerRSSMiB = round(float64(rss)/(1<<20), 1)
+			}
+			out = append(out, iv)
+			lastOK, lastAt, lastSrv = ok, now, srv
+			if !now.Before(r.end) {
+				return out
+			}
+		}
+	}
 }

@@ -57,7 +57,7 @@ type options struct {
 	issuer, clientID, clientSecret, redirectURI, username, password string
 	scope, prompt, authMethod, mode, introspectToken                string
 	concurrency, tokens                                             int
-	duration, warmup, timeout                                       time.Duration
+	duration, warmup, timeout, interval                             time.Duration
 	pids                                                            []int
 	cpuMatch                                                        *regexp.Regexp
 	maxRequests                                                     int64
@@ -122,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	var pids pidList
 	fs.Var(&pids, "pid", "server process ID(s), comma-separated: report their CPU time per grant (from /proc/PID/stat)")
 	cpuMatch := fs.String("cpu-match", "", `also count the CPU of processes whose command line matches this regexp at the start of the measurement (e.g. "postgres: .* test" for the database backends)`)
+	fs.DurationVar(&o.interval, "interval", 0, "also report throughput, server CPU and server memory (with -pid) for every interval of the measured window, e.g. 1m for a long run (0: only the totals)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.StringVar(&o.label, "label", "", `free text stored in the result (e.g. "sqlite ES256"); summarize groups runs by it`)
 	fs.Usage = func() {
@@ -284,7 +285,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	srv0, extra0, self0 := snapshot(o.pids), snapshot(extra), snapshot([]int{self})
 	busy0, total0, _ := machineCPU()
+	var series []interval
+	sampled := make(chan struct{})
+	if o.interval > 0 {
+		go func() {
+			defer close(sampled)
+			series = r.sample(ctx, o.interval, srv0)
+		}()
+	} else {
+		close(sampled)
+	}
 	wg.Wait()
+	<-sampled
 	srv1, extra1, self1 := snapshot(o.pids), snapshot(extra), snapshot([]int{self})
 	busy1, total1, _ := machineCPU()
 	if err := ctx.Err(); err != nil {
@@ -293,6 +305,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 
 	rep := newReport(r, results)
 	rep.setCPU(o.pids, srv0.since(srv1), extra, extra0.since(extra1), self0.since(self1), busy1-busy0, total1-total0)
+	rep.setMem(o.pids)
+	rep.Intervals = series
 	if o.json {
 		return rep.writeJSON(stdout)
 	}

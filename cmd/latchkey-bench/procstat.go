@@ -123,3 +123,52 @@ func (before cpuSnapshot) since(after cpuSnapshot) time.Duration {
 	}
 	return d
 }
+
+// procMem returns a process's resident set size now (VmRSS) and its peak
+// (VmHWM), in bytes, from /proc/PID/status.
+func procMem(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseStatusMem(string(b))
+}
+
+func parseStatusMem(s string) (rss, peak int64, err error) {
+	var seen int
+	for _, line := range strings.Split(s, "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, 0, fmt.Errorf("malformed %s line %q", name, line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("malformed %s line %q", name, line)
+		}
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
+		}
+		seen++
+	}
+	if seen != 2 {
+		return 0, 0, fmt.Errorf("no VmRSS/VmHWM in status")
+	}
+	return rss, peak, nil
+}
+
+// memOf sums procMem over pids (errors count as 0).
+func memOf(pids []int) (rss, peak int64) {
+	for _, p := range pids {
+		r, h, err := procMem(p)
+		if err == nil {
+			rss, peak = rss+r, peak+h
+		}
+	}
+	return rss, peak
+}

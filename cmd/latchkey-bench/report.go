@@ -84,6 +84,28 @@ type report struct {
 	ToolCores    float64 `json:"tool_cores"`
 	MachineCores float64 `json:"machine_busy_cores"`
 	OtherCores   float64 `json:"other_cores"`
+	// ServerRSSMiB is the server's resident memory at the end (VmRSS);
+	// ServerPeakRSSMiB the most it ever had (VmHWM), both summed over -pid.
+	ServerRSSMiB     float64 `json:"server_rss_mib,omitempty"`
+	ServerPeakRSSMiB float64 `json:"server_peak_rss_mib,omitempty"`
+	// Intervals (with -interval): the window, one entry per interval.
+	Intervals []interval `json:"intervals,omitempty"`
+}
+
+// interval is one slice of a long run.
+type interval struct {
+	At           float64 `json:"at_seconds"` // end of the interval, from the window's start
+	PerSecond    float64 `json:"grants_per_second"`
+	ServerCores  float64 `json:"server_cores,omitempty"`
+	ServerRSSMiB float64 `json:"server_rss_mib,omitempty"`
+}
+
+func (rep *report) setMem(pids []int) {
+	if len(pids) == 0 {
+		return
+	}
+	rss, peak := memOf(pids)
+	rep.ServerRSSMiB, rep.ServerPeakRSSMiB = round(float64(rss)/(1<<20), 1), round(float64(peak)/(1<<20), 1)
 }
 
 func newReport(r *runner, results []*result) *report {
@@ -197,6 +219,12 @@ func (rep *report) writeText(w io.Writer) {
 	if len(rep.ServerPIDs) > 0 {
 		fmt.Fprintf(w, "  server CPU  %.2f s = %.2f cores → %.3f ms CPU per grant (= CPU-seconds per 1,000 grants)  [pid %v]\n",
 			rep.ServerCPUSeconds, rep.ServerCores, rep.ServerCPUMsPerGrant, rep.ServerPIDs)
+	}
+	if rep.ServerRSSMiB > 0 {
+		fmt.Fprintf(w, "  server RSS  %.1f MiB at the end, peak %.1f MiB\n", rep.ServerRSSMiB, rep.ServerPeakRSSMiB)
+	}
+	for _, iv := range rep.Intervals {
+		fmt.Fprintf(w, "  at %6.0fs  %8.1f/s  server %.2f cores  RSS %.1f MiB\n", iv.At, iv.PerSecond, iv.ServerCores, iv.ServerRSSMiB)
 	}
 	if len(rep.ExtraPIDs) > 0 {
 		fmt.Fprintf(w, "  extra CPU   %.2f s → %.3f ms per grant  [%d processes matching -cpu-match]\n", rep.ExtraCPUSeconds, rep.ExtraCPUMsPerGrant, len(rep.ExtraPIDs))

@@ -38,7 +38,7 @@ func summarize(files []string, w io.Writer) error {
 		groups[k] = append(groups[k], &r)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "label\tmode\tc\truns\tgrants/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tserver ms CPU/grant\textra ms CPU/grant\tfailed\tother cores\t")
+	fmt.Fprintln(tw, "label\tmode\tc\truns\tgrants/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tserver ms CPU/grant\textra ms CPU/grant\tfailed\tother cores\tpeak RSS MiB\t")
 	for _, k := range order {
 		rs := groups[k]
 		med := func(f func(*report) float64) float64 {
@@ -56,14 +56,15 @@ func summarize(files []string, w io.Writer) error {
 				return f(r.Latency)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.0f\t%.2f\t\n", k.label, k.mode, k.workers, len(rs),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.0f\t%.2f\t%.1f\t\n", k.label, k.mode, k.workers, len(rs),
 			med(func(r *report) float64 { return r.PerSecond }),
 			med(lat(func(l *latency) float64 { return l.P50 })), med(lat(func(l *latency) float64 { return l.P90 })),
 			med(lat(func(l *latency) float64 { return l.P99 })), med(lat(func(l *latency) float64 { return l.Max })),
 			med(func(r *report) float64 { return r.ServerCPUMsPerGrant }),
 			med(func(r *report) float64 { return r.ExtraCPUMsPerGrant }),
 			med(func(r *report) float64 { return float64(r.Failed) }),
-			med(func(r *report) float64 { return r.OtherCores }))
+			med(func(r *report) float64 { return r.OtherCores }),
+			med(func(r *report) float64 { return r.ServerPeakRSSMiB }))
 	}
 	return tw.Flush()
 }
