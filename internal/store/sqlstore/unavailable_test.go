@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
-	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
-	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
 // Errors that mean "the database is not reachable right now" carry
@@ -16,10 +14,7 @@ import (
 // errors that are answers — not found, conflicts, a client that went away —
 // do not.
 func TestUnavailableClassification(t *testing.T) {
-	for _, e := range []struct {
-		name string
-		open func(testing.TB) *sqlstore.Store
-	}{{"sqlite", testdb.SQLite}, {"postgres", testdb.Postgres}} {
+	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := e.open(t)

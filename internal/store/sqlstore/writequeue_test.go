@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
-	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
-	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
 // Audit appends and rotations are group-committed (writequeue.go): many concurrent
@@ -18,10 +16,7 @@ import (
 // there afterwards; appends racing Close either succeed (and are stored) or
 // fail with store.ErrUnavailable, and never hang.
 func TestAuditGroupCommit(t *testing.T) {
-	for _, e := range []struct {
-		name string
-		open func(testing.TB) *sqlstore.Store
-	}{{"sqlite", testdb.SQLite}, {"postgres", testdb.Postgres}} {
+	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := e.open(t)
