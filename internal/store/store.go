@@ -68,9 +68,13 @@ type Client struct {
 	// JWKS is the client's public JSON Web Key Set (JSON) for
 	// private_key_jwt authentication (RFC 7523); empty for other clients.
 	// A client with a JWKS authenticates only with signed assertions.
-	JWKS      string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	JWKS string
+	// IDTokenAlg is the client's id_token_signed_response_alg (OIDC
+	// Dynamic Client Registration §2): the JWS algorithm of its ID tokens.
+	// Empty means the server's signing_alg.
+	IDTokenAlg string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // User is a person who signs in.

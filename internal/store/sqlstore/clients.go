@@ -13,6 +13,7 @@ var clientTable = table{"clients", []string{
 	"id", "name", "secret_hash", "is_public", "redirect_uris", "grant_types", "scopes",
 	"refresh_idle_ms", "refresh_absolute_ms", "reuse_report_only", "require_mfa",
 	"policy_version", "created_at", "updated_at", "require_dpop", "jwks",
+	"id_token_signed_response_alg",
 }}
 
 func clientArgs(c *store.Client) ([]any, error) {
@@ -22,6 +23,7 @@ func clientArgs(c *store.Client) ([]any, error) {
 		e.list("grant types", c.GrantTypes), e.list("scopes", c.Scopes),
 		durMS(c.RefreshIdle), durMS(c.RefreshAbsolute), c.ReuseReportOnly, c.RequireMFA,
 		c.PolicyVersion, ms(c.CreatedAt), ms(c.UpdatedAt), c.RequireDPoP, c.JWKS,
+		c.IDTokenAlg,
 	}
 	return args, e.err
 }
@@ -34,7 +36,7 @@ func scanClient(sc scanner) (*store.Client, error) {
 	)
 	err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &redirects, &grants, &scopes,
 		&idle, &absolute, &c.ReuseReportOnly, &c.RequireMFA, &c.PolicyVersion, &created, &upd,
-		&c.RequireDPoP, &c.JWKS)
+		&c.RequireDPoP, &c.JWKS, &c.IDTokenAlg)
 	if err != nil {
 		return nil, err
 	}

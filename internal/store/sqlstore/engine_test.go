@@ -220,3 +220,56 @@ func childWork(path, family string) error {
 	}
 	return nil
 }
+
+// TestMigrateClientIDTokenAlg upgrades a database holding a client from
+// before migration 0005 (per-client ID token algorithm): the client keeps
+// every setting, has no algorithm of its own (the server's signing_alg),
+// and can be given one.
+func TestMigrateClientIDTokenAlg(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"SQLite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "old.db") }},
+		{"Postgres", func(t *testing.T) string { return testdb.PostgresEmptyDSN(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, err := sqlstore.Open(ctx, tc.dsn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.MigrateTo(ctx, 4); err != nil {
+				t.Fatal(err)
+			}
+			// A client row as version 4 stored it.
+			_, err = s.DB().ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, is_public, redirect_uris,
+				grant_types, scopes, refresh_idle_ms, refresh_absolute_ms, reuse_report_only, require_mfa,
+				policy_version, created_at, updated_at, require_dpop, jwks)
+				VALUES ('legacy', 'Legacy App', 'sha256$abc', FALSE, '["https://app.example/cb"]',
+				'authorization_code refresh_token', 'openid offline_access', 0, 86400000, FALSE, TRUE,
+				2, 1700000000000, 1700000000000, TRUE, '')`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.GetClient(ctx, "legacy")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.IDTokenAlg != "" || c.Name != "Legacy App" || !c.RequireMFA || !c.RequireDPoP || c.PolicyVersion != 2 ||
+				c.RefreshAbsolute != 24*time.Hour || len(c.RedirectURIs) != 1 || len(c.Scopes) != 2 {
+				t.Fatalf("client after migration: %+v", c)
+			}
+			if _, err := s.UpdateClient(ctx, "legacy", func(c *store.Client) error { c.IDTokenAlg = "RS256"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if c, err = s.GetClient(ctx, "legacy"); err != nil || c.IDTokenAlg != "RS256" {
+				t.Fatalf("after setting the algorithm: %+v %v", c, err)
+			}
+		})
+	}
+}

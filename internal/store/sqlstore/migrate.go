@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"sort"
 	"strconv"
@@ -75,12 +76,19 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // second sees the version recorded and skips it, so Migrate is idempotent.
 // Versions in the database that this binary does not know (a newer binary
 // migrated) are left alone.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *Store) Migrate(ctx context.Context) error { return s.migrateTo(ctx, math.MaxInt64) }
+
+// migrateTo applies the migrations up to version last (tests start from an
+// older schema with it).
+func (s *Store) migrateTo(ctx context.Context, last int64) error {
 	list, err := s.d.migrations()
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	for _, m := range list {
+		if m.version > last {
+			break
+		}
 		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.applyMigration(ctx, tx, m) })
 		if err != nil {
 			return fmt.Errorf("sqlstore: migrate %s %s: %w", s.d.name, m.name, err)

@@ -28,6 +28,7 @@ func fullClient() *store.Client {
 		PolicyVersion:   3,
 		RequireDPoP:     true,
 		JWKS:            `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		IDTokenAlg:      "RS256",
 		CreatedAt:       t.Add(-time.Hour),
 		UpdatedAt:       t,
 	}
@@ -74,6 +75,7 @@ func testClients(t *testing.T, s store.Store) {
 		cur.RedirectURIs = nil
 		cur.PolicyVersion++
 		cur.RequireMFA = false
+		cur.IDTokenAlg = "EdDSA"
 		cur.UpdatedAt = later
 		return nil
 	})
@@ -81,6 +83,7 @@ func testClients(t *testing.T, s store.Store) {
 	want := *c
 	want.Name, want.Scopes, want.RedirectURIs = "Renamed", []string{"openid"}, nil
 	want.PolicyVersion, want.RequireMFA, want.UpdatedAt = 4, false, later
+	want.IDTokenAlg = "EdDSA"
 	wantEqual(t, updated, &want, "update result")
 	got, err = s.GetClient(ctx, c.ID)
 	must(t, err, "get after update")
