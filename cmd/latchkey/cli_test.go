@@ -24,6 +24,8 @@ import (
 type cliEnv struct {
 	t  *testing.T
 	db string
+	// vars are further environment variables.
+	vars map[string]string
 }
 
 // newCLI returns a CLI on a new, not yet migrated SQLite file.
@@ -35,7 +37,8 @@ func (c *cliEnv) lookup(k string) (string, bool) {
 	if k == "LATCHKEY_DATABASE" {
 		return c.db, true
 	}
-	return "", false
+	v, ok := c.vars[k]
+	return v, ok
 }
 
 // run runs the CLI with stdin and returns stdout, stderr and the error.
@@ -225,6 +228,65 @@ func TestCLIClients(t *testing.T) {
 	list = decodeJSON[[]operator.ClientView](t, c.ok("", "client", "list"))
 	if len(list) != 2 {
 		t.Errorf("after delete: %d clients", len(list))
+	}
+}
+
+// --id-token-alg: the client's id_token_signed_response_alg, one the
+// configured servers have keys for (signing_alg, RS256, id_token_algs).
+func TestCLIClientIDTokenAlg(t *testing.T) {
+	c := newCLI(t)
+	create := func(id string, more ...string) (operator.ClientView, error) {
+		t.Helper()
+		out, _, err := c.run("", append([]string{"client", "create", "--id", id, "--public", "--redirect-uri", "https://rp.example/cb"}, more...)...)
+		if err != nil {
+			return operator.ClientView{}, err
+		}
+		return decodeJSON[operator.ClientView](t, out), nil
+	}
+	if v, err := create("rs", "--id-token-alg", "RS256"); err != nil || v.IDTokenAlg != "RS256" {
+		t.Fatalf("create --id-token-alg RS256: %+v %v", v, err)
+	}
+	if v, err := create("default"); err != nil || v.IDTokenAlg != "" {
+		t.Fatalf("create without: %+v %v", v, err)
+	}
+	for alg, want := range map[string]string{
+		"HS256": `ID token algorithm "HS256" must be RS256, ES256 or EdDSA`,
+		"es256": `ID token algorithm "es256" must be`,
+		"EdDSA": "the server has no EdDSA signing keys (only RS256, ES256); add it to id_token_algs",
+	} {
+		if _, err := create("bad", "--id-token-alg", alg); err == nil || !strings.Contains(err.Error(), want) || isUsage(err) {
+			t.Errorf("create --id-token-alg %s: %v, want %q", alg, err, want)
+		}
+	}
+	// With EdDSA configured (as the servers must be) it is accepted.
+	c.vars = map[string]string{"LATCHKEY_ID_TOKEN_ALGS": "EdDSA"}
+	if v, err := create("ed", "--id-token-alg", "EdDSA"); err != nil || v.IDTokenAlg != "EdDSA" {
+		t.Fatalf("create EdDSA with id_token_algs: %+v %v", v, err)
+	}
+	// signing_alg RS256 alone: ES256 is not available.
+	c.vars = map[string]string{"LATCHKEY_SIGNING_ALG": "RS256"}
+	if _, _, err := c.run("", "client", "update", "--id", "rs", "--id-token-alg", "ES256"); err == nil || !strings.Contains(err.Error(), "no ES256 signing keys (only RS256)") {
+		t.Errorf("update to ES256 on an RS256 server: %v", err)
+	}
+	c.vars = nil
+	v := decodeJSON[operator.ClientView](t, c.ok("", "client", "update", "--id", "rs", "--id-token-alg", "ES256"))
+	if v.IDTokenAlg != "ES256" {
+		t.Errorf("update --id-token-alg ES256: %+v", v)
+	}
+	// Other updates leave it alone; "" goes back to signing_alg.
+	if v = decodeJSON[operator.ClientView](t, c.ok("", "client", "update", "--id", "rs", "--name", "RP")); v.IDTokenAlg != "ES256" {
+		t.Errorf("update --name changed the algorithm: %+v", v)
+	}
+	out := c.ok("", "client", "list")
+	got := map[string]string{}
+	for _, v := range decodeJSON[[]operator.ClientView](t, out) {
+		got[v.ClientID] = v.IDTokenAlg
+	}
+	if len(got) != 3 || got["rs"] != "ES256" || got["ed"] != "EdDSA" || got["default"] != "" || strings.Count(out, "id_token_signed_response_alg") != 2 {
+		t.Errorf("client list: %v\n%s", got, out)
+	}
+	if v = decodeJSON[operator.ClientView](t, c.ok("", "client", "update", "--id", "rs", "--id-token-alg", "")); v.IDTokenAlg != "" {
+		t.Errorf("update --id-token-alg '': %+v", v)
 	}
 }
 

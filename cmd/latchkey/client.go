@@ -76,6 +76,7 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		requireDPoP := fs.Bool("require-dpop", false, "refuse token requests without a DPoP proof (RFC 9449)")
 		jwks := fs.String("jwks", "", "public JSON Web Key Set: the client authenticates with private_key_jwt")
 		jwksFile := fs.String("jwks-file", "", "read the private_key_jwt JSON Web Key Set from this file")
+		idTokenAlg := fs.String("id-token-alg", "", "sign this client's ID tokens with RS256, ES256 or EdDSA (default: signing_alg)")
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *id == "" {
 				return usagef("client create: --id is required")
@@ -86,7 +87,7 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 			}
 			spec := operator.ClientSpec{ID: *id, Name: *name, Secret: *sec, Public: *public, RedirectURIs: redirects,
 				RefreshIdle: idle.d, RefreshAbsolute: absolute.d, ReuseReportOnly: *reportOnly,
-				RequireDPoP: *requireDPoP, JWKS: set}
+				RequireDPoP: *requireDPoP, JWKS: set, IDTokenAlg: *idTokenAlg, KeyAlgs: cfg.KeyAlgorithms()}
 			if *scope != "" {
 				spec.Scopes = oauth.ParseScope(*scope)
 			}
@@ -124,6 +125,7 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 		noDPoP := fs.Bool("no-require-dpop", false, "stop requiring DPoP proofs")
 		jwks := fs.String("jwks", "", "replace the private_key_jwt JSON Web Key Set")
 		jwksFile := fs.String("jwks-file", "", "replace the private_key_jwt JSON Web Key Set from this file")
+		idTokenAlg := fs.String("id-token-alg", "", `sign this client's ID tokens with RS256, ES256 or EdDSA ("": back to signing_alg)`)
 		run = func(ctx context.Context, cfg config.Config) error {
 			if *id == "" {
 				return usagef("client update: --id is required")
@@ -138,6 +140,8 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer, loo
 					u.Name = name
 				case "scope":
 					u.Scopes = oauth.ParseScope(*scope)
+				case "id-token-alg":
+					u.IDTokenAlg, u.KeyAlgs = idTokenAlg, cfg.KeyAlgorithms()
 				}
 			})
 			if len(redirects) > 0 {

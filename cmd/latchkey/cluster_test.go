@@ -229,10 +229,18 @@ func TestServeClusterPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A verifier without discovery accepts only RS256 unless told the
+	// algorithms discovery lists (ES256 by default, and RS256).
+	var meta struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := provider.Claims(&meta); err != nil || len(meta.Algs) == 0 {
+		t.Fatalf("discovery: %v %+v", err, meta)
+	}
 	verifyID := func(raw string) {
 		t.Helper()
 		for _, p := range procs {
-			v := oidc.NewVerifier(issuer, oidc.NewRemoteKeySet(ctx, p.base+"/jwks"), &oidc.Config{ClientID: client.ID})
+			v := oidc.NewVerifier(issuer, oidc.NewRemoteKeySet(ctx, p.base+"/jwks"), &oidc.Config{ClientID: client.ID, SupportedSigningAlgs: meta.Algs})
 			if _, err := v.Verify(ctx, raw); err != nil {
 				t.Fatalf("ID token against %s's JWKS: %v", p.name, err)
 			}

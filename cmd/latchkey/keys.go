@@ -10,6 +10,7 @@ import (
 
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/keys"
+	"github.com/latchkey-dev/latchkey/internal/server"
 )
 
 // cmdKeys: latchkey keys list | keys rotate [--force]
@@ -75,7 +76,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer, looku
 		return err
 	}
 	defer st.Close()
-	m := &keys.Manager{Store: st, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Now: time.Now}
+	// The same algorithms as the servers' (signing_alg, RS256,
+	// id_token_algs): run it with their configuration.
+	m := &keys.Manager{Store: st, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Algs: server.KeyAlgorithms(cfg), Now: time.Now}
 	minAge := keys.MinNextAge
 	if *force {
 		minAge = 0

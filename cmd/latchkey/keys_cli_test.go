@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/keys"
 )
@@ -51,12 +52,23 @@ func TestCLIKeys(t *testing.T) {
 		t.Fatalf("rotate without a master key: %v", err)
 	}
 	vars["LATCHKEY_MASTER_KEY"] = base64.StdEncoding.EncodeToString(master)
-	// No keys at all (no server has started): a next key is published, not
-	// promoted.
+	// No keys at all (no server has started): a next key of each algorithm
+	// of the default configuration (signing_alg ES256, RS256 for ID tokens)
+	// is published, not promoted.
 	if _, err := keysCLI("rotate", "--force"); !errors.Is(err, keys.ErrNotReady) {
 		t.Fatalf("first rotate: %v", err)
 	}
-	if l := list(); len(l) != 1 || l[0].State != "next" || !l[0].Published {
+	byAlg := func(l []keys.KeyInfo) map[string]string { // alg → its keys' states, oldest first
+		m := map[string]string{}
+		for _, k := range l {
+			m[k.Alg] += k.State + " "
+			if !k.Published {
+				t.Errorf("%s not published", k.ID)
+			}
+		}
+		return m
+	}
+	if l := list(); len(l) != 2 || byAlg(l)["ES256"] != "next " || byAlg(l)["RS256"] != "next " {
 		t.Fatalf("after the first rotate: %+v", l)
 	}
 	if _, err := keysCLI("rotate"); !errors.Is(err, keys.ErrNotReady) {
@@ -66,13 +78,27 @@ func TestCLIKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res map[string]any
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res["activated"] == "" || res["signing_by"] == nil {
+	var res struct {
+		Activated  string             `json:"activated"`
+		SigningBy  *time.Time         `json:"signing_by"`
+		Algorithms []keys.AlgRotation `json:"algorithms"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Activated == "" || res.SigningBy == nil || len(res.Algorithms) != 2 ||
+		res.Algorithms[0].Alg != "RS256" || res.Algorithms[0].Activated == "" || res.Algorithms[1].Activated != res.Activated {
 		t.Fatalf("rotate printed %s (%v)", out, err)
 	}
-	if l := list(); len(l) != 2 || l[0].State != "active" || l[1].State != "next" {
+	if l := list(); len(l) != 4 || byAlg(l)["ES256"] != "active next " || byAlg(l)["RS256"] != "active next " {
 		t.Fatalf("after rotating: %+v", l)
 	}
+	// signing_alg RS256 alone: the ES256 keys are retired, RS256 rotates.
+	vars["LATCHKEY_SIGNING_ALG"] = "RS256"
+	if _, err := keysCLI("rotate", "--force"); err != nil {
+		t.Fatal(err)
+	}
+	if l := list(); len(l) != 5 || byAlg(l)["ES256"] != "retired retired " || byAlg(l)["RS256"] != "retired active next " {
+		t.Fatalf("after rotating with signing_alg RS256: %+v", byAlg(l))
+	}
+	delete(vars, "LATCHKEY_SIGNING_ALG")
 	// Another master key cannot add keys the servers could not open.
 	other := make([]byte, 32)
 	_, _ = rand.Read(other)
@@ -80,7 +106,7 @@ func TestCLIKeys(t *testing.T) {
 	if _, err := keysCLI("rotate", "--force"); err == nil || !strings.Contains(err.Error(), "wrong master key") {
 		t.Fatalf("rotate with another master key: %v", err)
 	}
-	if l := list(); len(l) != 2 {
+	if l := list(); len(l) != 5 {
 		t.Fatalf("a refused rotation changed the keys: %+v", l)
 	}
 }

@@ -327,6 +327,33 @@ func testAdminAPI(t *testing.T, engine string) {
 	}
 	tooLong := "90d"
 	a.call("PATCH", "/v1/clients/api-app", admin.ClientUpdate{RefreshIdle: &tooLong}).want(t, 400)
+
+	// ID token algorithm: one the server has keys for (signing_alg ES256
+	// and RS256, by default), or none for signing_alg.
+	var rp operator.ClientView
+	a.call("POST", "/v1/clients", admin.ClientCreate{ClientID: "rs-rp", RedirectURIs: []string{"https://rp.example/cb"}, Public: true,
+		IDTokenAlg: "RS256"}).want(t, 201).json(t, &rp)
+	if rp.IDTokenAlg != "RS256" {
+		t.Errorf("created with RS256 ID tokens: %+v", rp)
+	}
+	p = a.call("POST", "/v1/clients", admin.ClientCreate{ClientID: "ed-rp", RedirectURIs: []string{"https://rp.example/cb"}, Public: true,
+		IDTokenAlg: "EdDSA"}).want(t, 400).problem(t)
+	if !strings.Contains(p.Detail, "no EdDSA signing keys") || p.Type != admin.ProblemTypePrefix+"invalid-input" {
+		t.Errorf("an algorithm without keys: %+v", p)
+	}
+	a.call("POST", "/v1/clients", map[string]any{"client_id": "hs-rp", "redirect_uris": []string{"https://rp.example/cb"},
+		"id_token_signed_response_alg": "HS256"}, invalidRequest).want(t, 400)
+	es, none, ed := "ES256", "", "EdDSA"
+	a.call("PATCH", "/v1/clients/rs-rp", admin.ClientUpdate{IDTokenAlg: &es}).want(t, 200).json(t, &rp)
+	if rp.IDTokenAlg != "ES256" {
+		t.Errorf("updated to ES256: %+v", rp)
+	}
+	a.call("PATCH", "/v1/clients/rs-rp", admin.ClientUpdate{IDTokenAlg: &ed}).want(t, 400)
+	back := a.call("PATCH", "/v1/clients/rs-rp", admin.ClientUpdate{IDTokenAlg: &none}).want(t, 200)
+	if strings.Contains(string(back.body), "id_token_signed_response_alg") {
+		t.Errorf("back to signing_alg: %s", back.body)
+	}
+	a.call("DELETE", "/v1/clients/rs-rp", nil).want(t, 204)
 	empty := []string{}
 	a.call("PATCH", "/v1/clients/api-app", admin.ClientUpdate{RedirectURIs: &empty}, invalidRequest).want(t, 400)
 	a.call("PATCH", "/v1/clients/nope", admin.ClientUpdate{Name: &idle}).want(t, 404)
@@ -437,24 +464,30 @@ func testAdminAPI(t *testing.T, engine string) {
 	a.call("GET", "/v1/audit?limit=10001", nil, invalidRequest).want(t, 400)
 
 	// Keys.
+	// Keys: signing_alg ES256 and RS256 (always), one active key each.
 	var kl admin.KeyList
 	a.call("GET", "/v1/keys", nil).want(t, 200).json(t, &kl)
-	active := ""
+	active := map[string]string{}
 	for _, k := range kl.Keys {
 		if k.State == "active" {
-			active = k.ID
+			active[k.Alg] = k.ID
 		}
 	}
-	if active == "" {
-		t.Fatalf("keys: no active key: %+v", kl)
+	if len(active) != 2 || active["ES256"] == "" || active["RS256"] == "" {
+		t.Fatalf("keys: active keys %v: %+v", active, kl)
 	}
 	if p := a.call("POST", "/v1/keys/rotate", admin.KeysRotate{}).want(t, 409).problem(t); p.Type != admin.ProblemTypePrefix+"keys-not-ready" {
 		t.Errorf("rotate too early: %+v", p)
 	}
 	var rr keys.RotateResult
 	a.call("POST", "/v1/keys/rotate", admin.KeysRotate{Force: true}).want(t, 200).json(t, &rr)
-	if rr.Activated == "" || !slices.Contains(rr.Retired, active) {
+	if rr.Activated == "" || !slices.Contains(rr.Retired, active["ES256"]) || !slices.Contains(rr.Retired, active["RS256"]) || len(rr.Algorithms) != 2 {
 		t.Errorf("rotate: %+v", rr)
+	}
+	for _, r := range rr.Algorithms {
+		if r.Activated == "" || !slices.Equal(r.Retired, []string{active[r.Alg]}) || (r.Alg == "ES256" && r.Activated != rr.Activated) {
+			t.Errorf("rotate %s: %+v", r.Alg, r)
+		}
 	}
 
 	a.call("DELETE", "/v1/clients/api-app", nil).want(t, 204)

@@ -119,7 +119,8 @@ func (c *Client) ListClients(ctx context.Context) ([]operator.ClientView, error)
 // CreateClient is `client create`.
 func (c *Client) CreateClient(ctx context.Context, s operator.ClientSpec) (operator.ClientView, error) {
 	req := ClientCreate{ClientID: s.ID, Name: s.Name, ClientSecret: s.Secret, Public: s.Public, RedirectURIs: s.RedirectURIs,
-		Scopes: s.Scopes, ReuseReportOnly: s.ReuseReportOnly, RequireMFA: s.RequireMFA, RequireDPoP: s.RequireDPoP, JWKS: s.JWKS}
+		Scopes: s.Scopes, ReuseReportOnly: s.ReuseReportOnly, RequireMFA: s.RequireMFA, RequireDPoP: s.RequireDPoP, JWKS: s.JWKS,
+		IDTokenAlg: s.IDTokenAlg}
 	if s.RefreshIdle > 0 {
 		req.RefreshIdle = s.RefreshIdle.String()
 	}
@@ -133,7 +134,8 @@ func (c *Client) CreateClient(ctx context.Context, s operator.ClientSpec) (opera
 
 // UpdateClient is `client update`.
 func (c *Client) UpdateClient(ctx context.Context, id string, u operator.ClientUpdate) (operator.ClientView, error) {
-	req := ClientUpdate{Name: u.Name, ReuseReportOnly: u.ReuseReportOnly, RequireMFA: u.RequireMFA, RequireDPoP: u.RequireDPoP, JWKS: u.JWKS}
+	req := ClientUpdate{Name: u.Name, ReuseReportOnly: u.ReuseReportOnly, RequireMFA: u.RequireMFA, RequireDPoP: u.RequireDPoP, JWKS: u.JWKS,
+		IDTokenAlg: u.IDTokenAlg}
 	if u.RedirectURIs != nil {
 		req.RedirectURIs = &u.RedirectURIs
 	}

@@ -58,6 +58,7 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
 		ID: req.ClientID, Name: req.Name, Secret: req.ClientSecret, Public: req.Public, RedirectURIs: req.RedirectURIs,
 		Scopes: req.Scopes, RefreshIdle: idle, RefreshAbsolute: absolute, ReuseReportOnly: req.ReuseReportOnly,
 		RequireMFA: req.RequireMFA, RequireDPoP: req.RequireDPoP, JWKS: req.JWKS,
+		IDTokenAlg: req.IDTokenAlg, KeyAlgs: h.keyAlgs(),
 	}
 	if spec.Scopes != nil && len(spec.Scopes) == 0 {
 		spec.Scopes = []string{} // explicit empty list: rejected by the operator, not defaulted
@@ -70,13 +71,22 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, v)
 }
 
+// keyAlgs are the algorithms the server has signing keys for: those of
+// its own key manager (none without one).
+func (h *Handler) keyAlgs() []string {
+	if h.Keys == nil {
+		return nil
+	}
+	return h.Keys.Algorithms()
+}
+
 func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) error {
 	var req ClientUpdate
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
 	u := operator.ClientUpdate{Name: req.Name, ReuseReportOnly: req.ReuseReportOnly, RequireMFA: req.RequireMFA,
-		RequireDPoP: req.RequireDPoP, JWKS: req.JWKS}
+		RequireDPoP: req.RequireDPoP, JWKS: req.JWKS, IDTokenAlg: req.IDTokenAlg, KeyAlgs: h.keyAlgs()}
 	if req.RedirectURIs != nil {
 		u.RedirectURIs = append([]string{}, *req.RedirectURIs...)
 	}

@@ -24,6 +24,9 @@ type ClientCreate struct {
 	RequireMFA      bool     `json:"require_mfa,omitempty"`
 	RequireDPoP     bool     `json:"require_dpop,omitempty"`
 	JWKS            string   `json:"jwks,omitempty"`
+	// IDTokenAlg is the client's ID token algorithm (RS256, ES256, EdDSA);
+	// absent: the server's signing_alg.
+	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
 
 // ClientUpdate is the body of PATCH /v1/clients/{id}: absent fields are
@@ -38,6 +41,8 @@ type ClientUpdate struct {
 	RequireMFA      *bool     `json:"require_mfa,omitempty"`
 	RequireDPoP     *bool     `json:"require_dpop,omitempty"`
 	JWKS            *string   `json:"jwks,omitempty"`
+	// IDTokenAlg "" goes back to the server's signing_alg.
+	IDTokenAlg *string `json:"id_token_signed_response_alg,omitempty"`
 }
 
 // UserCreate is the body of POST /v1/users.

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,9 +116,14 @@ type Config struct {
 	AuditRetention Duration `yaml:"audit_retention" env:"LATCHKEY_AUDIT_RETENTION"`
 	// SweepInterval is how often expired and dead rows are deleted.
 	SweepInterval Duration `yaml:"sweep_interval" env:"LATCHKEY_SWEEP_INTERVAL"`
-	// SigningAlg is the JWS algorithm for ID and access tokens: RS256
-	// (OIDC's mandatory algorithm), ES256 or EdDSA.
+	// SigningAlg is the JWS algorithm of access tokens and, unless a client
+	// asks for another (id_token_signed_response_alg), of ID tokens: ES256
+	// (the default), RS256 or EdDSA. See KeyAlgorithms.
 	SigningAlg string `yaml:"signing_alg" env:"LATCHKEY_SIGNING_ALG"`
+	// IDTokenAlgs (comma-separated) are further algorithms clients may ask
+	// for their ID tokens, beyond SigningAlg and RS256 (which the server
+	// always has keys for). Each one costs a key set to keep and rotate.
+	IDTokenAlgs string `yaml:"id_token_algs" env:"LATCHKEY_ID_TOKEN_ALGS"`
 	// Templates is an optional directory whose files override the embedded pages.
 	Templates string `yaml:"templates" env:"LATCHKEY_TEMPLATES"`
 	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
@@ -168,7 +174,7 @@ func Default() Config {
 		ThrottleWindow:           Duration(15 * time.Minute),
 		ThrottleClientPerID:      50,
 		ThrottleClientPerAddress: 100,
-		SigningAlg:               "RS256",
+		SigningAlg:               "ES256",
 		LogFormat:                "json",
 		LogLevel:                 "info",
 	}
@@ -286,10 +292,13 @@ func (c *Config) Validate() error {
 	if c.RefreshIdle > c.RefreshAbsolute {
 		errs = append(errs, errors.New("refresh_idle must not exceed refresh_absolute"))
 	}
-	switch c.SigningAlg {
-	case "RS256", "ES256", "EdDSA":
-	default:
+	if !slices.Contains(SigningAlgs, c.SigningAlg) {
 		errs = append(errs, fmt.Errorf("signing_alg %q must be RS256, ES256 or EdDSA", c.SigningAlg))
+	}
+	for _, a := range splitList(c.IDTokenAlgs) {
+		if !slices.Contains(SigningAlgs, a) {
+			errs = append(errs, fmt.Errorf("id_token_algs: %q must be RS256, ES256 or EdDSA", a))
+		}
 	}
 	switch c.LogFormat {
 	case "json", "text":
@@ -303,6 +312,38 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateOperations()...) // admin.go
 	return errors.Join(errs...)
+}
+
+// SigningAlgs are the JWS algorithms Latchkey signs with, in the order
+// KeyAlgorithms lists them.
+var SigningAlgs = []string{"RS256", "ES256", "EdDSA"}
+
+// KeyAlgorithms returns the algorithms the server keeps signing keys for:
+// signing_alg, RS256 and id_token_algs, each once, in the order of
+// SigningAlgs. RS256 is always there because OIDC Core §15.1 requires an
+// OP to support RS256 ID tokens, and OIDC Dynamic Client Registration §2
+// makes RS256 the default id_token_signed_response_alg: a relying party
+// that can only verify RS256 must be servable whatever signing_alg is.
+func (c Config) KeyAlgorithms() []string {
+	want := append([]string{c.SigningAlg, "RS256"}, splitList(c.IDTokenAlgs)...)
+	var out []string
+	for _, a := range SigningAlgs {
+		if slices.Contains(want, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// splitList splits a comma-separated setting, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // DecodeMasterKey decodes a base64 (std or url, padded or not) 32-byte key.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 	// The documented defaults.
 	if c.Issuer != "http://localhost:8080" || c.Addr != ":8080" || c.Database != "latchkey.db" ||
-		c.SigningAlg != "RS256" || c.LogFormat != "json" || c.LogLevel != "info" || c.Dev {
+		c.SigningAlg != "ES256" || c.IDTokenAlgs != "" || c.LogFormat != "json" || c.LogLevel != "info" || c.Dev {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if c.CodeTTL.D() != 60*time.Second || c.AccessTokenTTL.D() != 10*time.Minute ||
@@ -114,8 +115,11 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"negative grace", func(c *Config) { c.RefreshGrace = Duration(-time.Second) }, "refresh_grace must be between"},
 		{"zero grace ok", func(c *Config) { c.RefreshGrace = 0 }, ""},
 		{"idle over absolute", func(c *Config) { c.RefreshIdle = Duration(100 * 24 * time.Hour) }, "refresh_idle must not exceed refresh_absolute"},
-		{"ES256", func(c *Config) { c.SigningAlg = "ES256" }, ""},
+		{"RS256", func(c *Config) { c.SigningAlg = "RS256" }, ""},
 		{"EdDSA", func(c *Config) { c.SigningAlg = "EdDSA" }, ""},
+		{"id_token_algs", func(c *Config) { c.IDTokenAlgs = " EdDSA, RS256 ,," }, ""},
+		{"id_token_algs HS256", func(c *Config) { c.IDTokenAlgs = "EdDSA,HS256" }, `id_token_algs: "HS256" must be RS256, ES256 or EdDSA`},
+		{"id_token_algs lower-case", func(c *Config) { c.IDTokenAlgs = "eddsa" }, `id_token_algs: "eddsa"`},
 		{"none alg", func(c *Config) { c.SigningAlg = "none" }, `signing_alg "none"`},
 		{"lower-case alg", func(c *Config) { c.SigningAlg = "rs256" }, `signing_alg "rs256"`},
 		{"text logs", func(c *Config) { c.LogFormat = "text"; c.LogLevel = "debug" }, ""},
@@ -141,6 +145,31 @@ func TestValidateSingleProblems(t *testing.T) {
 	}
 }
 
+// The algorithms the server keeps keys for: signing_alg, always RS256 (OIDC
+// Core §15.1), and id_token_algs, each once, in a fixed order.
+func TestKeyAlgorithms(t *testing.T) {
+	for _, tt := range []struct {
+		signing, extra string
+		want           []string
+	}{
+		{"ES256", "", []string{"RS256", "ES256"}},
+		{"RS256", "", []string{"RS256"}},
+		{"EdDSA", "", []string{"RS256", "EdDSA"}},
+		{"ES256", "EdDSA", []string{"RS256", "ES256", "EdDSA"}},
+		{"ES256", " EdDSA , ES256,RS256,", []string{"RS256", "ES256", "EdDSA"}},
+		{"RS256", "ES256", []string{"RS256", "ES256"}},
+	} {
+		c := Default()
+		c.SigningAlg, c.IDTokenAlgs = tt.signing, tt.extra
+		if got := c.KeyAlgorithms(); !slices.Equal(got, tt.want) {
+			t.Errorf("signing_alg %s, id_token_algs %q: KeyAlgorithms %v, want %v", tt.signing, tt.extra, got, tt.want)
+		}
+	}
+	if got := Default().KeyAlgorithms(); !slices.Equal(got, []string{"RS256", "ES256"}) {
+		t.Errorf("default KeyAlgorithms %v", got)
+	}
+}
+
 func TestLoadFile(t *testing.T) {
 	p := writeFile(t, `
 issuer: https://id.example.com
@@ -148,14 +177,15 @@ addr: 127.0.0.1:9000
 access_token_ttl: 5m
 refresh_idle: 30d
 refresh_absolute: 90d
-signing_alg: ES256
+signing_alg: EdDSA
+id_token_algs: ES256
 dev: true
 `)
 	c := Default()
 	if err := c.Load(p, noEnv); err != nil {
 		t.Fatal(err)
 	}
-	if c.Issuer != "https://id.example.com" || c.Addr != "127.0.0.1:9000" || c.SigningAlg != "ES256" || !c.Dev {
+	if c.Issuer != "https://id.example.com" || c.Addr != "127.0.0.1:9000" || c.SigningAlg != "EdDSA" || c.IDTokenAlgs != "ES256" || !c.Dev {
 		t.Errorf("file values not applied: %+v", c)
 	}
 	if c.AccessTokenTTL.D() != 5*time.Minute || c.RefreshIdle.D() != 30*24*time.Hour || c.RefreshAbsolute.D() != 90*24*time.Hour {

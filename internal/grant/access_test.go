@@ -38,7 +38,7 @@ func accessFixture(t testing.TB) (*keys.Manager, store.Store, string, time.Time)
 	if err := st.CreateFamily(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := km.Sign(ctx, token.TypeAccess, token.AccessClaims{Issuer: testIssuer, Subject: "u", Audience: []string{"c"},
+	raw, err := km.Sign(ctx, "", token.TypeAccess, token.AccessClaims{Issuer: testIssuer, Subject: "u", Audience: []string{"c"},
 		IssuedAt: now.Unix(), Expiry: now.Add(time.Minute).Unix(), ID: "jti", ClientID: "c", FamilyID: f.ID})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/latchkey-dev/latchkey/internal/dpop"
 	"github.com/latchkey-dev/latchkey/internal/family"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
@@ -174,16 +176,22 @@ func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Clien
 		at.Confirmation = &token.Confirmation{JKT: jkt}
 		tokenType = "DPoP" // RFC 9449 §5
 	}
-	access, err := h.Keys.Sign(ctx, token.TypeAccess, at)
+	// RFC 9068 access tokens are always signed with signing_alg.
+	access, err := h.Keys.Sign(ctx, h.Keys.Alg, token.TypeAccess, at)
 	if err != nil {
 		return nil, oauth.Wrap(err, "sign access token")
 	}
 	resp := &Response{AccessToken: access, TokenType: tokenType, ExpiresIn: int64(h.Life.AccessToken / time.Second), Scope: oauth.JoinScope(scopes)}
 	if slices.Contains(f.Scopes, oauth.ScopeOpenID) {
+		// The client's id_token_signed_response_alg, or signing_alg.
+		alg := jose.SignatureAlgorithm(client.IDTokenAlg)
+		if alg == "" {
+			alg = h.Keys.Alg
+		}
 		idc := token.IDClaims{
 			Issuer: h.Issuer, Subject: f.UserID, Audience: []string{client.ID},
 			IssuedAt: iat, Expiry: now.Add(h.Life.IDToken).Unix(), AuthTime: f.AuthTime.Unix(),
-			Nonce: nonce, ACR: f.ACR, AMR: f.AMR, AccessTokenHash: token.AccessTokenHash(access),
+			Nonce: nonce, ACR: f.ACR, AMR: f.AMR, AccessTokenHash: token.AccessTokenHash(string(alg), access),
 		}
 		if slices.Contains(scopes, oauth.ScopeProfile) {
 			idc.Name, idc.PreferredUsername = user.Name, user.Username
@@ -192,7 +200,7 @@ func (h *Handler) mint(ctx context.Context, f *store.Family, client *store.Clien
 			idc.Email = user.Email
 		}
 		var err error
-		if resp.IDToken, err = h.Keys.Sign(ctx, token.TypeID, idc); err != nil {
+		if resp.IDToken, err = h.Keys.Sign(ctx, alg, token.TypeID, idc); err != nil {
 			return nil, oauth.Wrap(err, "sign ID token")
 		}
 	}

@@ -31,8 +31,25 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
-// Algorithms we can sign with.
+// Algorithms we can sign with. Their order is the order of Manager's
+// per-algorithm arrays (see algIndex).
 var Algorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA}
+
+// numAlgs is len(Algorithms).
+const numAlgs = 3
+
+// algIndex is alg's position in Algorithms, or -1.
+func algIndex(alg jose.SignatureAlgorithm) int {
+	switch alg {
+	case jose.RS256:
+		return 0
+	case jose.ES256:
+		return 1
+	case jose.EdDSA:
+		return 2
+	}
+	return -1
+}
 
 // ReloadInterval bounds how stale an instance's view of the key set may be
 // (the default of Manager.ReloadEvery).
@@ -52,12 +69,23 @@ type signingKey struct {
 	pub    jose.JSONWebKey
 }
 
-// Manager holds the current key set.
+// signerKey names a cached go-jose signer: one per key and typ.
+type signerKey struct{ kid, typ string }
+
+// Manager holds the current key set. It keeps one key set (next, active,
+// retired keys) per algorithm of Algs: Alg signs access tokens and, by
+// default, ID tokens; the others sign the ID tokens of clients that ask for
+// them.
 type Manager struct {
 	Store  store.Store
 	Sealer *Sealer
-	Alg    jose.SignatureAlgorithm
-	Now    func() time.Time
+	// Alg is the default algorithm (signing_alg): Sign(ctx, "", …) uses it.
+	Alg jose.SignatureAlgorithm
+	// Algs are further algorithms to keep keys for (Init creates them,
+	// Rotate rotates them, Sign signs with them); Alg is always included.
+	// The server passes config.KeyAlgorithms: RS256 and id_token_algs.
+	Algs []jose.SignatureAlgorithm
+	Now  func() time.Time
 	// ReloadEvery is how often the key set is re-read from the store; 0
 	// means ReloadInterval. Tests shorten it.
 	ReloadEvery time.Duration
@@ -71,13 +99,43 @@ type Manager struct {
 	// 24 hours.
 	TokenTTL time.Duration
 
-	mu        sync.RWMutex
-	keys      []*signingKey // all non-deleted keys
-	active    *signingKey   // the oldest active key of Alg
+	mu   sync.RWMutex
+	keys []*signingKey // all non-deleted keys
+	// active is, per algorithm of the set (by algIndex), its oldest active
+	// key; nil for algorithms outside the set or without an active key.
+	active    [numAlgs]*signingKey
 	loadedAt  time.Time
-	attemptAt time.Time              // last reload attempt (successful or not)
-	signers   map[string]jose.Signer // by kid + "/" + typ
-	verified  verifiedCache          // verifycache.go
+	attemptAt time.Time // last reload attempt (successful or not)
+	signers   map[signerKey]jose.Signer
+	verified  verifiedCache // verifycache.go
+}
+
+// algorithms returns the key set's algorithms, Alg and Algs, each once, in
+// the order of Algorithms. Unsupported algorithms are kept (Generate then
+// reports them).
+func (m *Manager) algorithms() []jose.SignatureAlgorithm {
+	var out []jose.SignatureAlgorithm
+	for _, a := range Algorithms {
+		if a == m.Alg || slices.Contains(m.Algs, a) {
+			out = append(out, a)
+		}
+	}
+	for _, a := range append([]jose.SignatureAlgorithm{m.Alg}, m.Algs...) {
+		if algIndex(a) < 0 && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Algorithms returns the names of the algorithms the manager keeps keys
+// for and signs with (discovery's id_token_signing_alg_values_supported).
+func (m *Manager) Algorithms() []string {
+	var out []string
+	for _, a := range m.algorithms() {
+		out = append(out, string(a))
+	}
+	return out
 }
 
 // Generate creates a private key for alg.
@@ -125,62 +183,71 @@ func (m *Manager) record(priv crypto.Signer, alg jose.SignatureAlgorithm, state,
 	return rec, nil
 }
 
-// Init loads the key set, creating an active key for Alg if there is none
-// (first start) and a next key if none is published, so that the next
-// rotation promotes a key relying parties have already fetched.
+// Init loads the key set, creating for each of its algorithms an active
+// key if there is none (first start, or an algorithm newly configured) and
+// a next key if none is published, so that the next rotation promotes a
+// key relying parties have already fetched.
 //
 // Several instances starting at once on an empty database must end up with
-// one key set, or they would sign with different keys, each missing from
-// the other's JWKS. With KidSeed set, the keys Init creates have
-// deterministic kids, so only one insert of each succeeds and the others
-// (store.ErrConflict) load the winner's. If such a kid is taken by a key of
-// an earlier life (signing_alg switched back), a random kid is used.
+// one key set per algorithm, or they would sign with different keys, each
+// missing from the other's JWKS. With KidSeed set, the keys Init creates
+// have deterministic kids (per state and algorithm), so only one insert of
+// each succeeds and the others (store.ErrConflict) load the winner's. If
+// such a kid is taken by a key of an earlier life (an algorithm dropped
+// from the set and added back), a random kid is used.
 func (m *Manager) Init(ctx context.Context) error {
+	algs := m.algorithms()
+	type missing struct {
+		alg   jose.SignatureAlgorithm
+		state string
+	}
 	for attempt := 0; ; attempt++ {
 		if err := m.Reload(ctx); err != nil {
 			return err
 		}
+		var actives, nexts []missing
 		m.mu.RLock()
-		hasActive := m.active != nil
-		hasNext := slices.ContainsFunc(m.keys, func(k *signingKey) bool {
-			return k.rec.State == store.KeyNext && k.rec.Alg == string(m.Alg)
-		})
+		for _, alg := range algs {
+			if i := algIndex(alg); i < 0 || m.active[i] == nil {
+				actives = append(actives, missing{alg, store.KeyActive})
+			}
+			if !slices.ContainsFunc(m.keys, func(k *signingKey) bool {
+				return k.rec.State == store.KeyNext && k.rec.Alg == string(alg)
+			}) {
+				nexts = append(nexts, missing{alg, store.KeyNext})
+			}
+		}
 		m.mu.RUnlock()
-		if (hasActive && hasNext) || attempt == 2 {
+		// Active keys first, so that they are listed before next keys.
+		todo := append(actives, nexts...)
+		if len(todo) == 0 || attempt == 2 {
 			return nil
 		}
-		var states []string
-		if !hasActive {
-			states = append(states, store.KeyActive)
-		}
-		if !hasNext {
-			states = append(states, store.KeyNext)
-		}
-		// Generating an RSA key takes a while: make both at once.
-		privs := make([]crypto.Signer, len(states))
-		errs := make([]error, len(states))
+		// Generating an RSA key takes a while: make them all at once.
+		privs := make([]crypto.Signer, len(todo))
+		errs := make([]error, len(todo))
 		var wg sync.WaitGroup
-		for i := range states {
-			wg.Go(func() { privs[i], errs[i] = Generate(m.Alg) })
+		for i, t := range todo {
+			wg.Go(func() { privs[i], errs[i] = Generate(t.alg) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
 		now := m.Now().UTC().Truncate(time.Millisecond)
-		for i, state := range states {
+		for i, t := range todo {
 			kid := secret.Random(12)
 			if attempt == 0 && len(m.KidSeed) > 0 {
-				kid = bootstrapKid(m.KidSeed, state, m.Alg)
+				kid = bootstrapKid(m.KidSeed, t.state, t.alg)
 			}
-			// Distinct times, so the active key is listed before the next one.
-			created := now.Add(-time.Duration(len(states)-1-i) * time.Millisecond)
-			rec, err := m.record(privs[i], m.Alg, state, kid, created)
+			// Distinct times, so the list keeps this order.
+			created := now.Add(-time.Duration(len(todo)-1-i) * time.Millisecond)
+			rec, err := m.record(privs[i], t.alg, t.state, kid, created)
 			if err != nil {
 				return err
 			}
 			if err := m.Store.CreateSigningKey(ctx, rec); err != nil && !errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("keys: store new %s key: %w", state, err)
+				return fmt.Errorf("keys: store new %s %s key: %w", t.alg, t.state, err)
 			}
 		}
 	}
@@ -200,8 +267,9 @@ func (m *Manager) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("keys: list: %w", err)
 	}
+	algs := m.algorithms()
 	var ks []*signingKey
-	var active *signingKey
+	var active [numAlgs]*signingKey
 	for _, r := range recs {
 		raw, err := m.Sealer.Open(r.PrivateKey, []byte(r.ID))
 		if err != nil {
@@ -217,10 +285,14 @@ func (m *Manager) Reload(ctx context.Context) error {
 		}
 		k := &signingKey{rec: r, signer: signer, pub: jwk.Public()}
 		ks = append(ks, k)
-		if r.State == store.KeyActive && r.Alg == string(m.Alg) {
-			if active == nil || r.ActivatedAt.Before(active.rec.ActivatedAt) ||
-				(r.ActivatedAt.Equal(active.rec.ActivatedAt) && r.ID < active.rec.ID) {
-				active = k
+		// Only algorithms of the set sign. An active key of another one
+		// (signing_alg changed) stays published, and verifies, until a
+		// rotation retires it and its retention ends.
+		alg := jose.SignatureAlgorithm(r.Alg)
+		if i := algIndex(alg); r.State == store.KeyActive && i >= 0 && slices.Contains(algs, alg) {
+			if a := active[i]; a == nil || r.ActivatedAt.Before(a.rec.ActivatedAt) ||
+				(r.ActivatedAt.Equal(a.rec.ActivatedAt) && r.ID < a.rec.ID) {
+				active[i] = k
 			}
 		}
 	}
@@ -228,7 +300,7 @@ func (m *Manager) Reload(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.keys, m.active, m.loadedAt, m.attemptAt = ks, active, now, now
-	m.signers = map[string]jose.Signer{}
+	m.signers = map[signerKey]jose.Signer{}
 	return nil
 }
 
@@ -289,15 +361,27 @@ func (m *Manager) published(k *signingKey, now time.Time) bool {
 	return Published(k.rec, now, Retention(m.TokenTTL, m.reloadEvery()))
 }
 
-// Sign serializes claims as a JWS with header typ (e.g. "JWT", "at+jwt").
-func (m *Manager) Sign(ctx context.Context, typ string, claims any) (string, error) {
+// Sign serializes claims as a JWS with header typ (e.g. "JWT", "at+jwt"),
+// signed with the active key of alg ("" means Alg). alg must be one of the
+// manager's algorithms.
+func (m *Manager) Sign(ctx context.Context, alg jose.SignatureAlgorithm, typ string, claims any) (string, error) {
+	if alg == "" {
+		alg = m.Alg
+	}
+	i := algIndex(alg)
+	if i < 0 {
+		return "", fmt.Errorf("keys: unsupported algorithm %q", alg)
+	}
 	m.maybeReload(ctx, false)
 	m.mu.RLock()
-	k := m.active
-	s := m.signers[typ]
+	k := m.active[i]
+	var s jose.Signer
+	if k != nil {
+		s = m.signers[signerKey{k.rec.ID, typ}]
+	}
 	m.mu.RUnlock()
 	if k == nil {
-		return "", errors.New("keys: no active signing key")
+		return "", fmt.Errorf("keys: no active %s signing key", alg)
 	}
 	if tok, ok, err := compactSign(k, typ, claims); ok { // jws.go
 		return tok, err
@@ -310,16 +394,13 @@ func (m *Manager) Sign(ctx context.Context, typ string, claims any) (string, err
 			return "", err
 		}
 		m.mu.Lock()
-		if m.active == k {
-			m.signers[typ] = s
+		if m.active[i] == k {
+			m.signers[signerKey{k.rec.ID, typ}] = s
 		}
 		m.mu.Unlock()
 	}
 	return jwt.Signed(s).Claims(claims).Serialize()
 }
-
-// ActiveAlg returns the algorithm of the active key.
-func (m *Manager) ActiveAlg() string { return string(m.Alg) }
 
 // JWKS returns the public keys of every published key: next keys (so that
 // relying parties know a key before anything is signed with it), the

@@ -154,7 +154,7 @@ func TestInitCreatesOneActiveKeyAndReusesIt(t *testing.T) {
 		t.Fatalf("second Init created another key: %d keys", len(recs))
 	}
 	// Each instance verifies the other's tokens.
-	tok, err := m2.Sign(ctx, "JWT", claims{Sub: "alice"})
+	tok, err := m2.Sign(ctx, "", "JWT", claims{Sub: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +178,12 @@ func TestSignVerifyEveryAlgorithm(t *testing.T) {
 			if err := m.Init(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if m.ActiveAlg() != string(alg) {
-				t.Errorf("ActiveAlg %q", m.ActiveAlg())
+			if got := m.Algorithms(); len(got) != 1 || got[0] != string(alg) {
+				t.Errorf("Algorithms %q", got)
 			}
 			in := claims{Sub: "user-1", Iss: "https://id.example.com", N: 42}
 			for _, typ := range []string{"JWT", "at+jwt"} {
-				tok, err := m.Sign(ctx, typ, in)
+				tok, err := m.Sign(ctx, "", typ, in)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -214,7 +214,7 @@ func TestVerifyRejects(t *testing.T) {
 	if err := m.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := m.Sign(ctx, "at+jwt", claims{Sub: "alice", N: 1})
+	tok, err := m.Sign(ctx, "", "at+jwt", claims{Sub: "alice", N: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestVerifyRejects(t *testing.T) {
 	if err := stranger.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	foreign, _ := stranger.Sign(ctx, "at+jwt", claims{Sub: "alice"})
+	foreign, _ := stranger.Sign(ctx, "", "at+jwt", claims{Sub: "alice"})
 
 	payload, _ := json.Marshal(claims{Sub: "mallory", N: 1})
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
@@ -321,7 +321,7 @@ func TestJWKSHasOnlyPublicParts(t *testing.T) {
 	}
 	// Each manager's tokens verify against the published keys.
 	for _, mm := range ms {
-		tok, err := mm.Sign(ctx, "JWT", claims{Sub: "x"})
+		tok, err := mm.Sign(ctx, "", "JWT", claims{Sub: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestSignWithoutActiveKey(t *testing.T) {
 	if err := m.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Sign(context.Background(), "JWT", claims{}); err == nil || !strings.Contains(err.Error(), "no active signing key") {
+	if _, err := m.Sign(context.Background(), "", "JWT", claims{}); err == nil || !strings.Contains(err.Error(), "no active RS256 signing key") {
 		t.Fatalf("Sign without a key: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -29,27 +30,46 @@ var ErrNotReady = errors.New("keys: no next key has been published long enough")
 
 // RotateResult says what Rotate changed.
 type RotateResult struct {
-	Activated string   `json:"activated"`         // next → active
-	Retired   []string `json:"retired"`           // active → retired
-	Created   string   `json:"created,omitempty"` // new next key; "" when another next key remains
+	// Activated and Created are the default algorithm's (Alg, the one that
+	// signs access tokens): the key that became active and the new next key
+	// ("" when another next key remains). Retired lists every key retired,
+	// of any algorithm. Algorithms has the details per algorithm.
+	Activated  string        `json:"activated"`
+	Retired    []string      `json:"retired"`
+	Created    string        `json:"created,omitempty"`
+	Algorithms []AlgRotation `json:"algorithms"`
 }
 
-// Rotate moves the key set one step: the oldest next key of m.Alg becomes
-// active, every previously active key is retired (RetiredAt = now; it stays
-// published for Retention), and a fresh next key is created unless another
-// one remains. So a key is always in the JWKS before any instance signs
-// with it. Instances pick the change up at their next reload.
+// AlgRotation is what Rotate changed among the keys of one algorithm.
+type AlgRotation struct {
+	Alg       string   `json:"alg"`
+	Activated string   `json:"activated,omitempty"` // next → active; "" for an algorithm no longer in the set
+	Retired   []string `json:"retired"`             // active → retired (and next keys of an algorithm no longer in the set)
+	Created   string   `json:"created,omitempty"`   // new next key; "" when another next key remains
+}
+
+// Rotate moves the key set one step, for every algorithm of the set at
+// once: the oldest next key of each algorithm becomes active, every key
+// that was active before is retired (RetiredAt = now; it stays published
+// for Retention), and a fresh next key is created for each algorithm that
+// has no other one left. So a key is always in the JWKS before any
+// instance signs with it. Instances pick the change up at their next
+// reload.
+//
+// The keys of algorithms outside the set (signing_alg or id_token_algs
+// changed) are retired, active and next ones: they keep verifying what
+// they signed until their retention ends, and then leave the JWKS.
 //
 // The steps are ordered so that an interruption leaves a working set: the
-// new next key is created first; while the promoted key and the old one are
-// both active, instances keep signing with the older one (Reload picks the
-// oldest active key); re-running Rotate finishes the job.
+// new next keys are created first; while a promoted key and the old one
+// are both active, instances keep signing with the older one (Reload picks
+// the oldest active key); re-running Rotate finishes the job.
 //
-// The next key must have been published for minNextAge (normally
-// MinNextAge; 0 forces). If there is none, or it is too young, Rotate
-// changes nothing but (when there is no next key at all) creating one, and
-// returns ErrNotReady. m needs Store, Sealer, Alg and Now; it need not be
-// initialised. Every stored private key must open with m.Sealer, so a
+// Every algorithm's next key must have been published for minNextAge
+// (normally MinNextAge; 0 forces). If one has none, or a too young one,
+// Rotate changes nothing but creating the missing next keys, and returns
+// ErrNotReady. m needs Store, Sealer, Alg (and Algs) and Now; it need not
+// be initialised. Every stored private key must open with m.Sealer, so a
 // wrong master key fails before anything changes.
 func (m *Manager) Rotate(ctx context.Context, minNextAge time.Duration) (*RotateResult, error) {
 	recs, err := m.Store.ListSigningKeys(ctx)
@@ -62,64 +82,119 @@ func (m *Manager) Rotate(ctx context.Context, minNextAge time.Duration) (*Rotate
 		}
 	}
 	now := m.Now().UTC().Truncate(time.Millisecond)
-	var next, active []*store.SigningKey
+	algs := m.algorithms()
+	ch := &rotation{def: m.Alg}
+	promote := map[jose.SignatureAlgorithm]*store.SigningKey{}
+	lastNext := map[jose.SignatureAlgorithm]bool{} // the promoted key is its algorithm's only next key
+	var waits []string
+	var wait time.Duration
+	for _, alg := range algs {
+		var next []*store.SigningKey
+		for _, r := range recs {
+			if r.State == store.KeyNext && r.Alg == string(alg) {
+				next = append(next, r)
+			}
+		}
+		slices.SortFunc(next, func(a, b *store.SigningKey) int {
+			return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+		})
+		if len(next) == 0 {
+			rec, err := m.createNext(ctx, alg)
+			if err != nil {
+				return ch.result(), err
+			}
+			ch.of(alg).Created = rec.ID
+			waits = append(waits, fmt.Sprintf("there was no next %s key, so %s was created and published", alg, rec.ID))
+			wait = MinNextAge
+			continue
+		}
+		if age := now.Sub(next[0].CreatedAt); minNextAge > 0 && age < minNextAge {
+			waits = append(waits, fmt.Sprintf("next %s key %s was published %s ago", alg, next[0].ID, age.Truncate(time.Second)))
+			wait = max(wait, minNextAge-age)
+			continue
+		}
+		promote[alg], lastNext[alg] = next[0], len(next) == 1
+	}
+	if len(waits) > 0 {
+		return ch.result(), fmt.Errorf("%w: %s; rotate again in %s (or force it)",
+			ErrNotReady, strings.Join(waits, ", "), wait.Round(time.Second))
+	}
+	// 1. A new next key for every algorithm about to promote its last one.
+	for _, alg := range algs {
+		ch.of(alg) // list every algorithm of the set, in order
+		if lastNext[alg] {
+			rec, err := m.createNext(ctx, alg)
+			if err != nil {
+				return ch.result(), err
+			}
+			ch.of(alg).Created = rec.ID
+		}
+	}
+	// 2. Promote.
+	for _, alg := range algs {
+		p := promote[alg]
+		_, err = m.Store.UpdateSigningKey(ctx, p.ID, func(k *store.SigningKey) error {
+			if k.State != store.KeyNext {
+				return fmt.Errorf("keys: key %s is %s now, not next (a concurrent rotation?)", k.ID, k.State)
+			}
+			k.State, k.ActivatedAt = store.KeyActive, now
+			return nil
+		})
+		if err != nil {
+			return ch.result(), fmt.Errorf("keys: activate %s: %w", p.ID, err)
+		}
+		ch.of(alg).Activated = p.ID
+	}
+	// 3. Retire the keys that were active, and the next keys of algorithms
+	// no longer in the set (they never signed anything).
 	for _, r := range recs {
-		switch {
-		case r.State == store.KeyNext && r.Alg == string(m.Alg):
-			next = append(next, r)
-		case r.State == store.KeyActive:
-			active = append(active, r)
+		alg := jose.SignatureAlgorithm(r.Alg)
+		inSet := slices.Contains(algs, alg)
+		if r.State != store.KeyActive && (inSet || r.State != store.KeyNext) {
+			continue
 		}
-	}
-	slices.SortFunc(next, func(a, b *store.SigningKey) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
-	})
-	res := &RotateResult{Retired: []string{}}
-	if len(next) == 0 {
-		rec, err := m.createNext(ctx, m.Alg)
-		if err != nil {
-			return nil, err
-		}
-		res.Created = rec.ID
-		return res, fmt.Errorf("%w: there was none, so %s was created and published; rotate again in %s",
-			ErrNotReady, rec.ID, MinNextAge)
-	}
-	promote := next[0]
-	if age := now.Sub(promote.CreatedAt); minNextAge > 0 && age < minNextAge {
-		return res, fmt.Errorf("%w: next key %s was published %s ago; rotate again in %s (or force it)",
-			ErrNotReady, promote.ID, age.Truncate(time.Second), (minNextAge - age).Round(time.Second))
-	}
-	if len(next) == 1 {
-		rec, err := m.createNext(ctx, m.Alg)
-		if err != nil {
-			return nil, err
-		}
-		res.Created = rec.ID
-	}
-	_, err = m.Store.UpdateSigningKey(ctx, promote.ID, func(k *store.SigningKey) error {
-		if k.State != store.KeyNext {
-			return fmt.Errorf("keys: key %s is %s now, not next (a concurrent rotation?)", k.ID, k.State)
-		}
-		k.State, k.ActivatedAt = store.KeyActive, now
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("keys: activate %s: %w", promote.ID, err)
-	}
-	res.Activated = promote.ID
-	for _, a := range active {
-		_, err := m.Store.UpdateSigningKey(ctx, a.ID, func(k *store.SigningKey) error {
-			if k.State == store.KeyActive {
+		_, err := m.Store.UpdateSigningKey(ctx, r.ID, func(k *store.SigningKey) error {
+			if k.State == store.KeyActive || (!inSet && k.State == store.KeyNext) {
 				k.State, k.RetiredAt = store.KeyRetired, now
 			}
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("keys: retire %s: %w", a.ID, err)
+			return ch.result(), fmt.Errorf("keys: retire %s: %w", r.ID, err)
 		}
-		res.Retired = append(res.Retired, a.ID)
+		ch.of(alg).Retired = append(ch.of(alg).Retired, r.ID)
 	}
-	return res, nil
+	return ch.result(), nil
+}
+
+// rotation collects Rotate's changes per algorithm, in the order the
+// algorithms were first touched.
+type rotation struct {
+	def  jose.SignatureAlgorithm
+	algs []*AlgRotation
+}
+
+func (r *rotation) of(alg jose.SignatureAlgorithm) *AlgRotation {
+	for _, a := range r.algs {
+		if a.Alg == string(alg) {
+			return a
+		}
+	}
+	a := &AlgRotation{Alg: string(alg), Retired: []string{}}
+	r.algs = append(r.algs, a)
+	return a
+}
+
+func (r *rotation) result() *RotateResult {
+	res := &RotateResult{Retired: []string{}, Algorithms: []AlgRotation{}}
+	for _, a := range r.algs {
+		res.Algorithms = append(res.Algorithms, *a)
+		res.Retired = append(res.Retired, a.Retired...)
+		if a.Alg == string(r.def) {
+			res.Activated, res.Created = a.Activated, a.Created
+		}
+	}
+	return res
 }
 
 func (m *Manager) createNext(ctx context.Context, alg jose.SignatureAlgorithm) (*store.SigningKey, error) {

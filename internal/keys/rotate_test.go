@@ -94,7 +94,7 @@ func jwksKids(m *keys.Manager) []string {
 
 func signedKid(t *testing.T, m *keys.Manager) (string, string) {
 	t.Helper()
-	raw, err := m.Sign(context.Background(), "JWT", map[string]any{"sub": "alice"})
+	raw, err := m.Sign(context.Background(), "", "JWT", map[string]any{"sub": "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}

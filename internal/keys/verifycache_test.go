@@ -30,7 +30,7 @@ func TestVerifiedCache(t *testing.T) {
 	if err := m.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := m.Sign(ctx, "at+jwt", claims{Sub: "alice", N: 7})
+	tok, err := m.Sign(ctx, "", "at+jwt", claims{Sub: "alice", N: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 
 	"github.com/latchkey-dev/latchkey/internal/dpop"
@@ -48,6 +50,13 @@ type ClientSpec struct {
 	// RequireMFA: sign-ins for this client need a second factor (the
 	// admin API sets it at creation; the CLI with client update).
 	RequireMFA bool
+	// IDTokenAlg is the client's id_token_signed_response_alg: RS256,
+	// ES256 or EdDSA; "" signs its ID tokens with the server's signing_alg.
+	IDTokenAlg string
+	// KeyAlgs are the algorithms the server has signing keys for
+	// (config.KeyAlgorithms, keys.Manager.Algorithms); IDTokenAlg must be
+	// one of them.
+	KeyAlgs []string
 }
 
 // ClientView is what the CLI prints for a client.
@@ -67,7 +76,9 @@ type ClientView struct {
 	PolicyVersion   int      `json:"policy_version"`
 	RequireDPoP     bool     `json:"require_dpop"`
 	JWKSKeys        []string `json:"jwks_kids,omitempty"` // key ids (or thumbprints) of the registered keys
-	CreatedAt       string   `json:"created_at"`
+	// IDTokenAlg is absent when the client's ID tokens use signing_alg.
+	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
+	CreatedAt  string `json:"created_at"`
 }
 
 // View renders c (without any secret).
@@ -76,7 +87,7 @@ func View(c *store.Client) ClientView {
 		ClientID: c.ID, Name: c.Name, Public: c.Public, AuthMethod: "client_secret_basic",
 		RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
 		ReuseReportOnly: c.ReuseReportOnly, RequireMFA: c.RequireMFA, PolicyVersion: c.PolicyVersion,
-		CreatedAt: c.CreatedAt.UTC().Format(time.RFC3339),
+		IDTokenAlg: c.IDTokenAlg, CreatedAt: c.CreatedAt.UTC().Format(time.RFC3339),
 	}
 	if c.Public {
 		v.AuthMethod = "none"
@@ -162,6 +173,24 @@ func validateScopes(scopes []string) error {
 	return nil
 }
 
+// ValidateIDTokenAlg checks a client's id_token_signed_response_alg: ""
+// (the server's signing_alg), or an algorithm Latchkey signs with and the
+// server has keys for (keyAlgs).
+func ValidateIDTokenAlg(alg string, keyAlgs []string) error {
+	switch {
+	case alg == "" || slices.Contains(keyAlgs, alg):
+		return nil
+	case !slices.Contains(keys.Algorithms, jose.SignatureAlgorithm(alg)):
+		return fmt.Errorf("ID token algorithm %q must be RS256, ES256 or EdDSA", alg)
+	}
+	has := "none"
+	if len(keyAlgs) > 0 {
+		has = strings.Join(keyAlgs, ", ")
+	}
+	return fmt.Errorf("ID token algorithm %s: the server has no %s signing keys (only %s); add it to id_token_algs (LATCHKEY_ID_TOKEN_ALGS) and restart the servers first",
+		alg, alg, has)
+}
+
 func validateLifetimes(idle, absolute time.Duration) error {
 	if idle < 0 || absolute < 0 {
 		return errors.New("refresh lifetimes must not be negative")
@@ -210,6 +239,9 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 	if len(spec.Name) > 200 {
 		errs = append(errs, errors.New("name must be at most 200 characters"))
 	}
+	if err := ValidateIDTokenAlg(spec.IDTokenAlg, spec.KeyAlgs); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return ClientView{}, invalid(errors.Join(errs...))
 	}
@@ -219,7 +251,7 @@ func CreateClient(ctx context.Context, st store.Store, spec ClientSpec, now time
 		GrantTypes: []string{"authorization_code", "refresh_token"}, Scopes: spec.Scopes,
 		RefreshIdle: spec.RefreshIdle, RefreshAbsolute: spec.RefreshAbsolute, ReuseReportOnly: spec.ReuseReportOnly,
 		PolicyVersion: 1, CreatedAt: now, UpdatedAt: now, RequireDPoP: spec.RequireDPoP, JWKS: spec.JWKS,
-		RequireMFA: spec.RequireMFA,
+		RequireMFA: spec.RequireMFA, IDTokenAlg: spec.IDTokenAlg,
 	}
 	if !spec.Public && spec.JWKS == "" {
 		sec := spec.Secret
@@ -257,6 +289,10 @@ type ClientUpdate struct {
 	// JWKS replaces the private_key_jwt key set of a client that has one
 	// (key rotation); it cannot turn a secret or public client into one.
 	JWKS *string
+	// IDTokenAlg sets id_token_signed_response_alg ("": back to the
+	// server's signing_alg); it must be one of KeyAlgs.
+	IDTokenAlg *string
+	KeyAlgs    []string
 }
 
 // UpdateClient applies u. A change of authentication policy bumps the
@@ -280,6 +316,11 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 	}
 	if u.JWKS != nil {
 		if _, err := keys.ParseClientJWKS(*u.JWKS); err != nil {
+			return ClientView{}, invalid(err)
+		}
+	}
+	if u.IDTokenAlg != nil {
+		if err := ValidateIDTokenAlg(*u.IDTokenAlg, u.KeyAlgs); err != nil {
 			return ClientView{}, invalid(err)
 		}
 	}
@@ -314,6 +355,9 @@ func UpdateClient(ctx context.Context, st store.Store, id string, u ClientUpdate
 				return invalid(errors.New("--jwks replaces the keys of a private_key_jwt client; this client authenticates otherwise (create a new client instead)"))
 			}
 			c.JWKS = *u.JWKS
+		}
+		if u.IDTokenAlg != nil {
+			c.IDTokenAlg = *u.IDTokenAlg
 		}
 		c.UpdatedAt = now
 		return invalid(validateLifetimes(c.RefreshIdle, c.RefreshAbsolute))

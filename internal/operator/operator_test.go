@@ -304,6 +304,78 @@ func TestUpdateClientErrors(t *testing.T) {
 	}
 }
 
+// A client's ID token algorithm: one Latchkey signs with and the server
+// has keys for, or "" (signing_alg); anything else is refused with a clear
+// error on create and update, changing nothing.
+func TestClientIDTokenAlg(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.SQLite(t)
+	server := []string{"RS256", "ES256"} // signing_alg ES256, no id_token_algs
+	good := []string{"https://app.example.com/cb"}
+	for _, tt := range []struct{ alg, want string }{
+		{"HS256", `ID token algorithm "HS256" must be RS256, ES256 or EdDSA`},
+		{"none", `ID token algorithm "none" must be`},
+		{"rs256", `ID token algorithm "rs256" must be`},
+		{"EdDSA", "the server has no EdDSA signing keys (only RS256, ES256); add it to id_token_algs"},
+	} {
+		_, err := operator.CreateClient(ctx, st, operator.ClientSpec{ID: "a", RedirectURIs: good, IDTokenAlg: tt.alg, KeyAlgs: server}, t0)
+		if !errors.Is(err, operator.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("create with %q: %v, want %q", tt.alg, err, tt.want)
+		}
+	}
+	// Without the server's algorithms nothing but the default is accepted.
+	if _, err := operator.CreateClient(ctx, st, operator.ClientSpec{ID: "a", RedirectURIs: good, IDTokenAlg: "RS256"}, t0); err == nil {
+		t.Error("accepted an algorithm without knowing the server's")
+	}
+	if cs, _ := st.ListClients(ctx); len(cs) != 0 {
+		t.Fatalf("refused specs created %d clients", len(cs))
+	}
+
+	v, err := operator.CreateClient(ctx, st, operator.ClientSpec{ID: "rp", RedirectURIs: good, IDTokenAlg: "RS256", KeyAlgs: server}, t0)
+	if err != nil || v.IDTokenAlg != "RS256" {
+		t.Fatalf("create with RS256: %+v %v", v, err)
+	}
+	v, err = operator.CreateClient(ctx, st, operator.ClientSpec{ID: "plain", RedirectURIs: good, KeyAlgs: server}, t0)
+	if err != nil || v.IDTokenAlg != "" {
+		t.Fatalf("create without: %+v %v", v, err)
+	}
+	alg := func(s string) *string { return &s }
+	for _, tt := range []struct {
+		u    operator.ClientUpdate
+		want string // the stored algorithm afterwards
+		err  string
+	}{
+		{operator.ClientUpdate{IDTokenAlg: alg("ES256"), KeyAlgs: server}, "ES256", ""},
+		{operator.ClientUpdate{IDTokenAlg: alg("EdDSA"), KeyAlgs: server}, "ES256", "no EdDSA signing keys"},
+		{operator.ClientUpdate{IDTokenAlg: alg("PS256"), KeyAlgs: server}, "ES256", `"PS256" must be RS256, ES256 or EdDSA`},
+		{operator.ClientUpdate{IDTokenAlg: alg("EdDSA"), KeyAlgs: []string{"RS256", "ES256", "EdDSA"}}, "EdDSA", ""},
+		{operator.ClientUpdate{Name: alg("untouched")}, "EdDSA", ""},
+		{operator.ClientUpdate{IDTokenAlg: alg(""), KeyAlgs: server}, "", ""},
+	} {
+		_, err := operator.UpdateClient(ctx, st, "rp", tt.u, t0)
+		if (err == nil) != (tt.err == "") || (err != nil && (!strings.Contains(err.Error(), tt.err) || !errors.Is(err, operator.ErrInvalid))) {
+			t.Errorf("update %+v: %v, want error %q", tt.u, err, tt.err)
+		}
+		if c, _ := st.GetClient(ctx, "rp"); c.IDTokenAlg != tt.want {
+			t.Errorf("after update %+v: stored %q, want %q", tt.u, c.IDTokenAlg, tt.want)
+		}
+	}
+	if _, err := operator.UpdateClient(ctx, st, "rp", operator.ClientUpdate{IDTokenAlg: alg("RS256"), KeyAlgs: server}, t0); err != nil {
+		t.Fatal(err)
+	}
+	list, err := operator.ListClients(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range list {
+		got[c.ClientID] = c.IDTokenAlg
+	}
+	if len(got) != 2 || got["rp"] != "RS256" || got["plain"] != "" {
+		t.Errorf("list: %v", got)
+	}
+}
+
 func TestDeleteClient(t *testing.T) {
 	ctx := context.Background()
 	st := testdb.SQLite(t)

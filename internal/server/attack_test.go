@@ -649,16 +649,14 @@ func TestSecurityHeadersOnEveryPage(t *testing.T) {
 }
 
 // forgedVariants forges the classic JWT attacks from a valid access token
-// of ts: alg none (with and without the old signature), HS256 keyed with
-// the server's public JWK (algorithm confusion), and a header naming
-// another algorithm or key.
+// of ts, against every key ts publishes (the server keeps keys of several
+// algorithms: an attacker may name any of them): alg none (with and
+// without the old signature), HS256 keyed with the key's public JWK or,
+// for RSA, its PKCS#1 DER (algorithm confusion), a header naming the key
+// with another algorithm, and an unknown key.
 func forgedVariants(t *testing.T, ts *testserver.Server, valid string) map[string]string {
 	t.Helper()
 	parts := strings.Split(valid, ".")
-	var h map[string]any
-	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
-	_ = json.Unmarshal(hb, &h)
-	kid, _ := h["kid"].(string)
 	resp, err := http.Get(ts.URL + "/jwks")
 	if err != nil {
 		t.Fatal(err)
@@ -668,33 +666,43 @@ func forgedVariants(t *testing.T, ts *testserver.Server, valid string) map[strin
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		t.Fatal(err)
 	}
-	keys := set.Key(kid)
-	if len(keys) != 1 {
-		t.Fatalf("kid %s not in the JWKS", kid)
-	}
-	pubJSON, _ := keys[0].MarshalJSON()
-	var pubDER []byte
-	if rk, ok := keys[0].Key.(*rsa.PublicKey); ok {
-		pubDER = x509.MarshalPKCS1PublicKey(rk)
-	}
 	enc := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
 	header := func(alg, kid string) string { return enc(map[string]any{"alg": alg, "typ": "at+jwt", "kid": kid}) }
-	hs := func(key []byte) string {
+	hs := func(kid string, key []byte) string {
 		in := header("HS256", kid) + "." + parts[1]
 		m := hmac.New(sha256.New, key)
 		m.Write([]byte(in))
 		return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	}
 	out := map[string]string{
-		"alg none":                   header("none", kid) + "." + parts[1] + ".",
-		"alg none, signature kept":   header("none", kid) + "." + parts[1] + "." + parts[2],
-		"HS256 with the public JWK":  hs(pubJSON),
-		"alg ES256 on the RS256 key": header("ES256", kid) + "." + parts[1] + "." + parts[2],
-		"unknown kid":                header("RS256", "unknown") + "." + parts[1] + "." + parts[2],
-		"claims changed":             parts[0] + "." + enc(map[string]any{"iss": ts.URL, "sub": "someone-else", "exp": time.Now().Add(time.Hour).Unix()}) + "." + parts[2],
+		"unknown kid":    header("ES256", "unknown") + "." + parts[1] + "." + parts[2],
+		"claims changed": parts[0] + "." + enc(map[string]any{"iss": ts.URL, "sub": "someone-else", "exp": time.Now().Add(time.Hour).Unix()}) + "." + parts[2],
 	}
-	if pubDER != nil {
-		out["HS256 with the public key (PKCS#1 DER)"] = hs(pubDER)
+	var signer struct{ Alg, Kid string }
+	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	_ = json.Unmarshal(hb, &signer)
+	algs := map[string]bool{}
+	for _, k := range set.Keys {
+		kid, alg := k.KeyID, k.Algorithm
+		algs[alg] = true
+		if alg == signer.Alg && kid != signer.Kid {
+			out["signed by "+signer.Kid+", naming "+alg+" key "+kid] = header(alg, kid) + "." + parts[1] + "." + parts[2]
+		}
+		pubJSON, _ := k.MarshalJSON()
+		out["alg none, "+alg+" key "+kid] = header("none", kid) + "." + parts[1] + "."
+		out["alg none, signature kept, "+alg+" key "+kid] = header("none", kid) + "." + parts[1] + "." + parts[2]
+		out["HS256 with the public JWK of "+alg+" key "+kid] = hs(kid, pubJSON)
+		if rk, ok := k.Key.(*rsa.PublicKey); ok {
+			out["HS256 with the public key (PKCS#1 DER) of "+kid] = hs(kid, x509.MarshalPKCS1PublicKey(rk))
+		}
+		for _, other := range []string{"RS256", "ES256", "EdDSA", "PS256"} {
+			if other != alg {
+				out["alg "+other+" on the "+alg+" key "+kid] = header(other, kid) + "." + parts[1] + "." + parts[2]
+			}
+		}
+	}
+	if !algs["RS256"] || !algs["ES256"] {
+		t.Fatalf("the JWKS lacks RS256 or ES256 keys: %v", algs)
 	}
 	return out
 }

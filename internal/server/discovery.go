@@ -54,7 +54,7 @@ func (s *Server) discovery() Discovery {
 		ResponseModesSupported:            []string{"query"},
 		GrantTypesSupported:               []string{"authorization_code", "refresh_token"},
 		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  []string{s.keys.ActiveAlg()},
+		IDTokenSigningAlgValuesSupported:  s.keys.Algorithms(), // signing_alg, RS256 (OIDC Core §15.1) and id_token_algs
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},

@@ -27,7 +27,8 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/flow"
 	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
-	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/operator"
+	"github.com/latchkey-dev/latchkey/internal/server"
 	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 	"github.com/latchkey-dev/latchkey/internal/testserver"
@@ -82,7 +83,10 @@ func (c *cluster) remember(s ...string) {
 func (c *cluster) verifyIDAt(t *testing.T, at *testserver.Server, clientID, raw string) *oidc.IDToken {
 	t.Helper()
 	ctx := context.Background()
-	v := oidc.NewVerifier(c.Issuer, oidc.NewRemoteKeySet(ctx, at.URL+"/jwks"), &oidc.Config{ClientID: clientID, Now: c.Clock.Now})
+	// Without discovery go-oidc accepts only RS256 unless told: an RP must
+	// accept what discovery lists (id_token_signing_alg_values_supported).
+	v := oidc.NewVerifier(c.Issuer, oidc.NewRemoteKeySet(ctx, at.URL+"/jwks"), &oidc.Config{ClientID: clientID, Now: c.Clock.Now,
+		SupportedSigningAlgs: c.A.Config.KeyAlgorithms()})
 	idt, err := v.Verify(ctx, raw)
 	if err != nil {
 		t.Fatalf("ID token against %s's JWKS: %v", at.URL, err)
@@ -387,10 +391,12 @@ func TestClusterSessionInDatabase(t *testing.T) {
 	}
 }
 
-// Key rotation while two instances run: the next key is published before
-// it signs; tokens signed before the rotation keep verifying at both
-// instances; after the reload interval both sign with the new key; the
-// retired key leaves the JWKS once everything it signed has expired.
+// Key rotation while two instances run, with the default key set: ES256
+// (signing_alg: access tokens) and RS256 (the web client's ID tokens). The
+// next keys are published before they sign; one rotation moves both
+// algorithms; tokens signed before it keep verifying at both instances;
+// after the reload interval both sign with the new keys; the retired keys
+// leave the JWKS once everything they signed has expired.
 func TestClusterKeyRotation(t *testing.T) {
 	c := startCluster(t)
 	ctx := context.Background()
@@ -399,32 +405,43 @@ func TestClusterKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byState := map[string][]string{}
+	byState := map[string][]string{} // "ES256/active" → kids
 	for _, r := range recs {
-		byState[r.State] = append(byState[r.State], r.ID)
+		byState[r.Alg+"/"+r.State] = append(byState[r.Alg+"/"+r.State], r.ID)
 	}
-	if len(byState[store.KeyActive]) != 1 || len(byState[store.KeyNext]) != 1 || len(recs) != 2 {
+	for _, k := range []string{"ES256/active", "ES256/next", "RS256/active", "RS256/next"} {
+		if len(byState[k]) != 1 {
+			t.Fatalf("two instances started: %v", byState)
+		}
+	}
+	if len(recs) != 4 {
 		t.Fatalf("two instances started: %v", byState)
 	}
-	k1, k2 := byState[store.KeyActive][0], byState[store.KeyNext][0]
+	e1, e2 := byState["ES256/active"][0], byState["ES256/next"][0]
+	r1, r2 := byState["RS256/active"][0], byState["RS256/next"][0]
 	initial := jwksOf(t, c.A)
-	if !slices.Equal(initial, jwksOf(t, c.B)) || !slices.Equal(initial, sorted(k1, k2)) {
-		t.Fatalf("JWKS at start: A %v B %v, want %v", initial, jwksOf(t, c.B), sorted(k1, k2))
+	if !slices.Equal(initial, jwksOf(t, c.B)) || !slices.Equal(initial, sorted(e1, e2, r1, r2)) {
+		t.Fatalf("JWKS at start: A %v B %v, want %v", initial, jwksOf(t, c.B), sorted(e1, e2, r1, r2))
+	}
+	rs256 := "RS256"
+	if _, err := operator.UpdateClient(ctx, st, testserver.WebClient, operator.ClientUpdate{IDTokenAlg: &rs256, KeyAlgs: c.A.Config.KeyAlgorithms()}, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 
 	tok := webLogin(t, c.A, testserver.Alice, testserver.AlicePW)
 	c.B.RememberToken(tok)
 	oldID, _ := tok.Extra("id_token").(string)
-	if kidOf(t, tok.AccessToken) != k1 || kidOf(t, oldID) != k1 {
-		t.Fatal("not signed with the active key")
+	if kidOf(t, tok.AccessToken) != e1 || kidOf(t, oldID) != r1 {
+		t.Fatal("not signed with the active keys")
 	}
 
 	sealer, err := keys.NewSealer(c.Master, keys.SealPurpose)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op := &keys.Manager{Store: st, Sealer: sealer, Alg: jose.RS256, Now: c.Clock.Now} // `latchkey keys rotate`
-	// k2 was published moments ago: refused without force.
+	// `latchkey keys rotate`, with the servers' configuration.
+	op := &keys.Manager{Store: st, Sealer: sealer, Alg: jose.ES256, Algs: server.KeyAlgorithms(c.A.Config), Now: c.Clock.Now}
+	// e2 and r2 were published moments ago: refused without force.
 	if _, err := op.Rotate(ctx, keys.MinNextAge); err == nil {
 		t.Fatal("rotated to a next key published moments ago")
 	}
@@ -432,15 +449,19 @@ func TestClusterKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Activated != k2 || !slices.Equal(res.Retired, []string{k1}) || res.Created == "" {
+	if res.Activated != e2 || !slices.Equal(sortedOf(res.Retired), sorted(e1, r1)) || res.Created == "" || len(res.Algorithms) != 2 {
 		t.Fatalf("rotate: %+v", res)
 	}
-	k3 := res.Created
+	rsRot := res.Algorithms[0]
+	if rsRot.Alg != "RS256" || rsRot.Activated != r2 || rsRot.Created == "" {
+		t.Fatalf("rotate RS256: %+v", rsRot)
+	}
+	e3, r3 := res.Created, rsRot.Created
 
-	// Until they reload, the instances go on signing with k1.
+	// Until they reload, the instances go on signing with e1 and r1.
 	r0 := mustRefresh(t, c.B, tok.RefreshToken)
 	c.remember(r0.Str("refresh_token"), r0.Str("access_token"), r0.Str("id_token"))
-	if kidOf(t, r0.Str("access_token")) != k1 {
+	if kidOf(t, r0.Str("access_token")) != e1 || kidOf(t, r0.Str("id_token")) != r1 {
 		t.Fatalf("B switched keys before its reload interval")
 	}
 
@@ -449,8 +470,9 @@ func TestClusterKeyRotation(t *testing.T) {
 	for _, ts := range c.both() {
 		r := mustRefresh(t, ts, rt)
 		c.remember(r.Str("refresh_token"), r.Str("access_token"), r.Str("id_token"))
-		if kidOf(t, r.Str("access_token")) != k2 || kidOf(t, r.Str("id_token")) != k2 {
-			t.Fatalf("%s signs with %s after the reload interval, want %s", ts.URL, kidOf(t, r.Str("access_token")), k2)
+		if kidOf(t, r.Str("access_token")) != e2 || kidOf(t, r.Str("id_token")) != r2 {
+			t.Fatalf("%s signs with %s / %s after the reload interval, want %s / %s", ts.URL,
+				kidOf(t, r.Str("access_token")), kidOf(t, r.Str("id_token")), e2, r2)
 		}
 		// New tokens verify at both instances.
 		for _, v := range c.both() {
@@ -459,53 +481,55 @@ func TestClusterKeyRotation(t *testing.T) {
 		rt = r.Str("refresh_token")
 	}
 	for _, ts := range c.both() {
-		if got := jwksOf(t, ts); !slices.Equal(got, sorted(k1, k2, k3)) {
-			t.Fatalf("JWKS at %s after rotation: %v, want retired %s, active %s, next %s", ts.URL, got, k1, k2, k3)
+		if got := jwksOf(t, ts); !slices.Equal(got, sorted(e1, e2, e3, r1, r2, r3)) {
+			t.Fatalf("JWKS at %s after rotation: %v, want retired %s %s, active %s %s, next %s %s", ts.URL, got, e1, r1, e2, r2, e3, r3)
 		}
-		// Tokens signed with k1 (before the rotation, and by B after it)
-		// still verify everywhere.
+		// Tokens signed with e1 and r1 (before the rotation, and by B after
+		// it) still verify everywhere.
 		for _, at := range []string{tok.AccessToken, r0.Str("access_token")} {
 			if u := userinfo(ts, at); u.Status != 200 {
-				t.Errorf("userinfo at %s with a k1 token: %d %v", ts.URL, u.Status, u.Body)
+				t.Errorf("userinfo at %s with an e1 token: %d %v", ts.URL, u.Status, u.Body)
 			}
 			if !active(introspect(ts, at)) {
-				t.Errorf("introspection at %s of a k1 token: inactive", ts.URL)
+				t.Errorf("introspection at %s of an e1 token: inactive", ts.URL)
 			}
 		}
 		c.verifyIDAt(t, ts, testserver.WebClient, oldID)
 		c.verifyIDAt(t, ts, testserver.WebClient, r0.Str("id_token"))
 	}
 
-	// Once every k1 token has expired, k1 leaves the JWKS.
+	// Once every e1 and r1 token has expired, they leave the JWKS.
 	retention := keys.Retention(max(c.A.Config.AccessTokenTTL.D(), c.A.Config.IDTokenTTL.D()), keys.ReloadInterval)
 	c.Clock.Advance(retention)
 	for _, ts := range c.both() {
-		if got := jwksOf(t, ts); !slices.Equal(got, sorted(k2, k3)) {
-			t.Fatalf("JWKS at %s after the retention: %v, want %v", ts.URL, got, sorted(k2, k3))
+		if got := jwksOf(t, ts); !slices.Equal(got, sorted(e2, e3, r2, r3)) {
+			t.Fatalf("JWKS at %s after the retention: %v, want %v", ts.URL, got, sorted(e2, e3, r2, r3))
 		}
 	}
 	recs, _ = st.ListSigningKeys(ctx)
 	for _, info := range keys.Describe(recs, c.Clock.Now(), retention) {
-		if info.Published != (info.ID != k1) {
-			t.Errorf("keys list: %s (%s) published=%v", info.ID, info.State, info.Published)
+		if info.Published != (info.ID != e1 && info.ID != r1) {
+			t.Errorf("keys list: %s (%s %s) published=%v", info.ID, info.Alg, info.State, info.Published)
 		}
 	}
 
-	// The next rotation promotes k3, which has been in the JWKS all along.
+	// The next rotation promotes e3 and r3, in the JWKS all along.
 	res, err = op.Rotate(ctx, keys.MinNextAge)
-	if err != nil || res.Activated != k3 {
+	if err != nil || res.Activated != e3 || res.Algorithms[0].Activated != r3 {
 		t.Fatalf("second rotation: %+v %v", res, err)
 	}
 	c.Clock.Advance(keys.ReloadInterval + time.Second)
 	for _, ts := range c.both() {
 		r := mustRefresh(t, ts, rt)
 		c.remember(r.Str("refresh_token"), r.Str("access_token"), r.Str("id_token"))
-		if kidOf(t, r.Str("access_token")) != k3 {
-			t.Fatalf("%s does not sign with %s after the second rotation", ts.URL, k3)
+		if kidOf(t, r.Str("access_token")) != e3 || kidOf(t, r.Str("id_token")) != r3 {
+			t.Fatalf("%s does not sign with %s / %s after the second rotation", ts.URL, e3, r3)
 		}
 		rt = r.Str("refresh_token")
 	}
 }
+
+func sortedOf(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 
 func sorted(s ...string) []string { slices.Sort(s); return s }
 

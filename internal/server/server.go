@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,11 +82,12 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.keys = &keys.Manager{Store: o.Store, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Now: o.Now,
-		TokenTTL: max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D()), KidSeed: o.MasterKey.Derive("signing-key-ids")}
+	s.keys = &keys.Manager{Store: o.Store, Sealer: sealer, Alg: jose.SignatureAlgorithm(cfg.SigningAlg), Algs: KeyAlgorithms(cfg),
+		Now: o.Now, TokenTTL: max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D()), KidSeed: o.MasterKey.Derive("signing-key-ids")}
 	if err := s.keys.Init(ctx); err != nil {
 		return nil, err
 	}
+	s.warnIDTokenAlgs(ctx)
 	if s.web, err = web.New(cfg.Templates); err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
@@ -142,6 +144,35 @@ func New(ctx context.Context, cfg config.Config, o Options) (*Server, error) {
 		pages.ServeHTTP(w, r)
 	}))))
 	return s, nil
+}
+
+// KeyAlgorithms is cfg.KeyAlgorithms as JOSE algorithms: signing_alg,
+// RS256 and id_token_algs (keys.Manager.Algs).
+func KeyAlgorithms(cfg config.Config) []jose.SignatureAlgorithm {
+	var out []jose.SignatureAlgorithm
+	for _, a := range cfg.KeyAlgorithms() {
+		out = append(out, jose.SignatureAlgorithm(a))
+	}
+	return out
+}
+
+// warnIDTokenAlgs logs the clients whose id_token_signed_response_alg the
+// server has no keys for (id_token_algs changed since they were
+// registered): their token requests fail until it is configured again or
+// the client is updated.
+func (s *Server) warnIDTokenAlgs(ctx context.Context) {
+	cs, err := s.store.ListClients(ctx)
+	if err != nil {
+		s.log.Warn("check clients' ID token algorithms", "error", err)
+		return
+	}
+	for _, c := range cs {
+		if c.IDTokenAlg != "" && !slices.Contains(s.keys.Algorithms(), c.IDTokenAlg) {
+			s.log.Error("client asks for ID tokens signed with an algorithm the server has no keys for; its token requests will fail",
+				"client_id", c.ID, "id_token_signed_response_alg", c.IDTokenAlg, "key_algorithms", s.keys.Algorithms(),
+				"fix", "add it to id_token_algs, or `latchkey client update --id-token-alg`")
+		}
+	}
 }
 
 // Handler is the public HTTP handler.

@@ -2,6 +2,7 @@ package token
 
 import (
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 )
 
@@ -55,9 +56,22 @@ type IDClaims struct {
 	Email             string   `json:"email,omitempty"`
 }
 
-// AccessTokenHash computes at_hash for SHA-256-based algorithms (OIDC Core
-// §3.1.3.6): the left half of the hash, base64url.
-func AccessTokenHash(accessToken string) string {
+// AccessTokenHash computes at_hash (OIDC Core §3.1.3.6) for an ID token
+// signed with alg: the left half of the access token's hash, base64url,
+// where the hash is "the hash algorithm used in the alg Header Parameter of
+// the ID Token's JOSE Header". That is SHA-256 for RS256 and ES256. EdDSA
+// names no hash of its own; for Ed25519 (the only EdDSA key Latchkey
+// makes) it is SHA-512, the hash inside Ed25519 (RFC 8032 §5.1): the
+// consensus of the OpenID Connect working group
+// (https://bitbucket.org/openid/connect/issues/1125, "_hash algorithm for
+// EdDSA ID tokens"; no published errata text yet) and what relying-party
+// libraries check, e.g. go-oidc's IDToken.VerifyAccessToken. alg is one of
+// the algorithms Latchkey signs with (RS256, ES256, EdDSA).
+func AccessTokenHash(alg, accessToken string) string {
+	if alg == "EdDSA" {
+		sum := sha512.Sum512([]byte(accessToken))
+		return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+	}
 	sum := sha256.Sum256([]byte(accessToken))
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }

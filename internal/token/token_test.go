@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -233,20 +234,30 @@ func TestIsRefreshToken(t *testing.T) {
 }
 
 func TestAccessTokenHash(t *testing.T) {
-	// Computed independently: the left 128 bits of SHA-256, base64url.
+	// Computed independently: the left half of SHA-256 (RS256, ES256) or
+	// of SHA-512 (EdDSA with Ed25519), base64url.
 	for _, at := range []string{"", "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "eyJhbGciOiJSUzI1NiJ9.payload.sig"} {
 		sum := sha256.Sum256([]byte(at))
 		want := base64.RawURLEncoding.EncodeToString(sum[:16])
-		if got := AccessTokenHash(at); got != want {
-			t.Errorf("AccessTokenHash(%q) = %q, want %q", at, got, want)
+		for _, alg := range []string{"RS256", "ES256"} {
+			if got := AccessTokenHash(alg, at); got != want {
+				t.Errorf("AccessTokenHash(%s, %q) = %q, want %q", alg, at, got, want)
+			}
+		}
+		sum512 := sha512.Sum512([]byte(at))
+		if got, want := AccessTokenHash("EdDSA", at), base64.RawURLEncoding.EncodeToString(sum512[:32]); got != want {
+			t.Errorf("AccessTokenHash(EdDSA, %q) = %q, want %q", at, got, want)
 		}
 	}
-	// Fixed vector: SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223.
-	if got, want := AccessTokenHash("abc"), "ungWv48Bz-pBQUDeXa4iIw"; got != want {
-		t.Errorf("AccessTokenHash(abc) = %q, want %q", got, want)
-	}
-	if got := AccessTokenHash("abc"); len(got) != 22 {
-		t.Errorf("at_hash length %d, want 22", len(got))
+	// Fixed vectors: SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223,
+	// SHA-512("abc") ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a.
+	for alg, want := range map[string]string{
+		"RS256": "ungWv48Bz-pBQUDeXa4iIw", "ES256": "ungWv48Bz-pBQUDeXa4iIw",
+		"EdDSA": "3a81oZNherrMQXNJriBBMRLm-k6JqX6iCp7u5ktV05o",
+	} {
+		if got := AccessTokenHash(alg, "abc"); got != want {
+			t.Errorf("AccessTokenHash(%s, abc) = %q, want %q", alg, got, want)
+		}
 	}
 }
 
