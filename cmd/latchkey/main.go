@@ -54,10 +54,11 @@ Usage:
                          [--name NAME] [--scope "openid offline_access ..."]
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only]
                          [--require-dpop] [--jwks JSON | --jwks-file FILE]   (a JWKS: private_key_jwt, no secret)
+                         [--id-token-alg RS256|ES256|EdDSA]
   latchkey client update --id ID [--name NAME] [--redirect-uri URI ...] [--scope ...]
                          [--refresh-idle DURATION] [--refresh-absolute DURATION] [--reuse-report-only=true|false]
                          [--require-mfa | --no-require-mfa] [--require-dpop | --no-require-dpop]
-                         [--jwks JSON | --jwks-file FILE]
+                         [--jwks JSON | --jwks-file FILE] [--id-token-alg RS256|ES256|EdDSA|'']
   latchkey client list
   latchkey client delete --id ID
   latchkey user create --username NAME --password-stdin [--name NAME] [--email EMAIL] [--totp-secret BASE32]

@@ -1,8 +1,9 @@
 // Package keys owns the JOSE signing keys: it generates them on first start,
 // stores them encrypted with the master key, signs ID and access tokens with
-// the active key, verifies tokens with any published key, and serves the
-// JWKS. Keys move next → active → retired (see rotate.go and `latchkey
-// keys`); every instance reloads the set periodically, so rotation needs no
+// the active key of the token's algorithm (one key set per configured
+// algorithm), verifies tokens with any published key, and serves the JWKS.
+// Keys move next → active → retired (see rotate.go and `latchkey keys`);
+// every instance reloads the set periodically, so rotation needs no
 // restart.
 package keys
 
