@@ -279,10 +279,12 @@ func TestServeClusterPostgres(t *testing.T) {
 		}
 	}
 
-	// Keys: an active and a published next key; rotating needs force this
-	// soon; after it every key is published and old tokens still verify.
+	// Keys: per algorithm of the default configuration (ES256, RS256) an
+	// active and a published next key; rotating needs force this soon;
+	// after it every key is published and old tokens still verify.
 	type keyInfo struct {
 		Kid       string `json:"kid"`
+		Alg       string `json:"alg"`
 		State     string `json:"state"`
 		Published bool   `json:"published"`
 	}
@@ -290,7 +292,14 @@ func TestServeClusterPostgres(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI("", "keys", "list")), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].State != store.KeyActive || list[1].State != store.KeyNext || !list[0].Published || !list[1].Published {
+	before := map[string]string{} // "ES256/active" → kid
+	for _, k := range list {
+		if !k.Published || before[k.Alg+"/"+k.State] != "" {
+			t.Fatalf("keys list after two processes started: %+v", list)
+		}
+		before[k.Alg+"/"+k.State] = k.Kid
+	}
+	if len(list) != 4 || before["ES256/active"] == "" || before["ES256/next"] == "" || before["RS256/active"] == "" || before["RS256/next"] == "" {
 		t.Fatalf("keys list after two processes started: %+v", list)
 	}
 	if _, err := cli("", "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "rotate again") {
@@ -300,14 +309,23 @@ func TestServeClusterPostgres(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI("", "keys", "rotate", "--force")), &rot); err != nil {
 		t.Fatal(err)
 	}
-	if rot.Activated != list[1].Kid || len(rot.Retired) != 1 || rot.Retired[0] != list[0].Kid || rot.Created == "" {
+	if rot.Activated != before["ES256/next"] || len(rot.Retired) != 2 || rot.Created == "" || len(rot.Algorithms) != 2 {
 		t.Fatalf("keys rotate: %+v (before: %+v)", rot, list)
+	}
+	want := map[string]string{}
+	for _, r := range rot.Algorithms {
+		if r.Activated != before[r.Alg+"/next"] || len(r.Retired) != 1 || r.Retired[0] != before[r.Alg+"/active"] || r.Created == "" {
+			t.Fatalf("keys rotate %s: %+v (before: %+v)", r.Alg, r, list)
+		}
+		want[r.Retired[0]], want[r.Activated], want[r.Created] = store.KeyRetired, store.KeyActive, store.KeyNext
 	}
 	list = nil
 	if err := json.Unmarshal([]byte(mustCLI("", "keys", "list")), &list); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{rot.Retired[0]: store.KeyRetired, rot.Activated: store.KeyActive, rot.Created: store.KeyNext}
+	if len(list) != 6 {
+		t.Errorf("keys list after rotate: %+v", list)
+	}
 	for _, k := range list {
 		if want[k.Kid] != k.State || !k.Published {
 			t.Errorf("keys list after rotate: %+v, want %v all published", list, want)
