@@ -7,9 +7,13 @@
 #   cmd/latchkey-bench/matrix.sh OUT [DBS] [ALGS] [CONCS]
 #
 #   DBS    "sqlite postgres"   (PostgreSQL: database latchkey_bench, recreated)
-#   ALGS   "RS256 ES256"       (any of RS256 ES256 EdDSA)
+#   ALGS   "ES256 RS256"       (any of RS256 ES256 EdDSA: signing_alg, for
+#                               access and ID tokens; SIG+ID, e.g.
+#                               ES256+RS256: access tokens SIG, the bench
+#                               client's ID tokens ID (--id-token-alg))
 #   CONCS  "16 64"
 #   env    RUNS=3 DUR=15s WARMUP=3s MODE=refresh PORT=18080
+#          INTERVAL=1m adds a per-interval series to each result (long runs)
 #          PG=postgres://postgres@127.0.0.1:5432 (server with trust auth)
 #          NICE=-10 runs the server and the tool at that nice level, so that
 #          other work on a shared machine disturbs the figures less
@@ -19,7 +23,7 @@
 set -euo pipefail
 out=${1:?usage: matrix.sh OUT [DBS] [ALGS] [CONCS]}
 dbs=${2:-"sqlite postgres"}
-algs=${3:-"RS256 ES256"}
+algs=${3:-"ES256 RS256"}
 concs=${4:-"16 64"}
 runs=${RUNS:-3} dur=${DUR:-15s} warm=${WARMUP:-3s} mode=${MODE:-refresh}
 pgbase=${PG:-postgres://postgres@127.0.0.1:5432}
@@ -60,7 +64,13 @@ for db in $dbs; do
   "$lk" client create --id bench --secret "$secret" --redirect-uri http://localhost:9999/cb --name Bench >/dev/null
   printf '%s\n' "$LATCHKEY_BENCH_PASSWORD" | "$lk" user create --username bench --password-stdin >/dev/null
   for alg in $algs; do
-    LATCHKEY_SIGNING_ALG=$alg taskset -c 0 "${prio[@]}" "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
+    sig=${alg%%+*} idalg=
+    [ "$sig" != "$alg" ] && idalg=${alg#*+}
+    export LATCHKEY_SIGNING_ALG=$sig LATCHKEY_ID_TOKEN_ALGS=$idalg
+    # The server creates its key set at start; the client's algorithm is
+    # checked against the configured set, so update it with the same env.
+    "$lk" client update --id bench --id-token-alg "$idalg" >/dev/null
+    taskset -c 0 "${prio[@]}" "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
     for c in $concs; do
@@ -69,7 +79,7 @@ for db in $dbs; do
         echo "== $mode $db $alg c=$c run $r (load avg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
         taskset -c 1 "${prio[@]}" "$bench" -issuer "$LATCHKEY_ISSUER" -client-id bench -client-secret "$secret" \
           -redirect-uri http://localhost:9999/cb -username bench -mode "$mode" -c "$c" -d "$dur" -warmup "$warm" \
-          -pid "$pid" "${match[@]}" -label "$db $alg" -json >"$f"
+          -pid "$pid" "${match[@]}" ${INTERVAL:+-interval "$INTERVAL"} -label "$db $alg" -json >"$f"
       done
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
