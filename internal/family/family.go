@@ -63,9 +63,24 @@ func (s *Service) End(ctx context.Context, f store.FamilyFilter, reason, detail 
 // Audit stores an event and mirrors it to the log. Storage failures are
 // logged, not returned: the audit trail must not turn a refusal into a 5xx.
 func (s *Service) Audit(ctx context.Context, ev *store.AuditEvent) {
+	s.record(ctx, s.Stamp(ev), true)
+}
+
+// Stamp sets ev's time to now when it has none, and returns ev.
+func (s *Service) Stamp(ev *store.AuditEvent) *store.AuditEvent {
 	if ev.Time.IsZero() {
 		ev.Time = s.Now().UTC().Truncate(time.Millisecond)
 	}
+	return ev
+}
+
+// Stored mirrors to the log (and Observe) an event the caller has already
+// stored, e.g. with store.RotateFamilyAudited.
+func (s *Service) Stored(ctx context.Context, ev *store.AuditEvent) {
+	s.record(ctx, ev, false)
+}
+
+func (s *Service) record(ctx context.Context, ev *store.AuditEvent, persist bool) {
 	attrs := []slog.Attr{slog.String("event", ev.Type)}
 	if id := httpx.RequestID(ctx); id != "" {
 		attrs = append(attrs, slog.String("request_id", id))
@@ -78,10 +93,12 @@ func (s *Service) Audit(ctx context.Context, ev *store.AuditEvent) {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))
 		}
 	}
-	if err := s.Store.AppendAudit(ctx, ev); err != nil {
-		attrs = append(attrs, slog.String("store_error", err.Error()))
-		s.Log.LogAttrs(ctx, slog.LevelError, "audit", attrs...)
-		return
+	if persist {
+		if err := s.Store.AppendAudit(ctx, ev); err != nil {
+			attrs = append(attrs, slog.String("store_error", err.Error()))
+			s.Log.LogAttrs(ctx, slog.LevelError, "audit", attrs...)
+			return
+		}
 	}
 	s.Log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

@@ -138,7 +138,9 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			}
 			idle, _ := h.refreshLifetimes(client)
 			next := minTime(now.Add(idle), f.AbsoluteExpiresAt)
-			err = h.Store.RotateFamily(ctx, f.ID, gen, now, next)
+			// The rotation and its audit event are one write (one commit).
+			ev := h.Families.Stamp(&store.AuditEvent{Type: family.EventRotated, UserID: f.UserID, ClientID: f.ClientID, FamilyID: f.ID})
+			err = h.Store.RotateFamilyAudited(ctx, f.ID, gen, now, next, ev)
 			if errors.Is(err, store.ErrConflict) {
 				continue // lost a race: re-read and decide again
 			}
@@ -146,7 +148,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 				return nil, oauth.Wrap(err, "rotate refresh token")
 			}
 			f.Generation, f.RotatedAt, f.LastUsedAt, f.IdleExpiresAt = gen+1, now, now, next
-			audit(family.EventRotated, "")
+			h.Families.Stored(ctx, ev)
 			return h.answer(ctx, f, client, user, scopes, jkt(proof), now)
 
 		case gen == f.Generation-1 && now.Sub(f.RotatedAt) <= h.Life.RefreshGrace:

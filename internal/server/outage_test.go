@@ -206,7 +206,8 @@ func TestStoreClosedUnderServer(t *testing.T) {
 	}
 }
 
-// flakyStore fails RotateFamily on demand: before it reaches the database,
+// flakyStore fails the rotation (RotateFamily, and RotateFamilyAudited,
+// which the refresh grant uses) on demand: before it reaches the database,
 // or after the UPDATE committed (the connection died before the answer
 // arrived — the one ambiguous case).
 type flakyStore struct {
@@ -215,16 +216,24 @@ type flakyStore struct {
 }
 
 func (f *flakyStore) RotateFamily(ctx context.Context, id string, from int64, now, idle time.Time) error {
+	return f.inject(func() error { return f.Store.RotateFamily(ctx, id, from, now, idle) })
+}
+
+func (f *flakyStore) RotateFamilyAudited(ctx context.Context, id string, from int64, now, idle time.Time, ev *store.AuditEvent) error {
+	return f.inject(func() error { return f.Store.RotateFamilyAudited(ctx, id, from, now, idle, ev) })
+}
+
+func (f *flakyStore) inject(rotate func() error) error {
 	switch f.mode.Load() {
 	case 1:
 		return fmt.Errorf("injected: connection refused: %w", store.ErrUnavailable)
 	case 2:
-		if err := f.Store.RotateFamily(ctx, id, from, now, idle); err != nil {
+		if err := rotate(); err != nil {
 			return err
 		}
 		return fmt.Errorf("injected: connection lost after commit: %w", store.ErrUnavailable)
 	}
-	return f.Store.RotateFamily(ctx, id, from, now, idle)
+	return rotate()
 }
 
 // A failed rotation never leaves a half-written family: failing before the

@@ -300,6 +300,10 @@ type Store interface {
 	// Otherwise ErrConflict (or ErrNotFound). It is the single
 	// compare-and-swap that makes rotation race-safe across instances.
 	RotateFamily(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time) error
+	// RotateFamilyAudited is RotateFamily that, when it rotates, also
+	// appends ev (setting ev.ID) in the same commit: the rotation and its
+	// audit event are stored together or not at all.
+	RotateFamilyAudited(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time, ev *AuditEvent) error
 	// TouchFamily records use without rotating (e.g. an idempotent grace-window replay).
 	TouchFamily(ctx context.Context, id string, now time.Time) error
 	// RevokeFamilies marks every live family matching f revoked at now with

@@ -65,18 +65,39 @@ func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error)
 // row lock; SQLite serialises writers). When nothing matched, a second read
 // tells store.ErrNotFound from store.ErrConflict.
 func (s *Store) RotateFamily(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time) error {
+	return s.rotateFamily(ctx, id, from, now, idleExpiresAt, nil)
+}
+
+// RotateFamilyAudited is RotateFamily and, when it matched, the INSERT of
+// ev, in one transaction (its own, or the write queue's batch).
+func (s *Store) RotateFamilyAudited(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time, ev *store.AuditEvent) error {
+	return s.rotateFamily(ctx, id, from, now, idleExpiresAt, ev)
+}
+
+func (s *Store) rotateFamily(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time, ev *store.AuditEvent) error {
 	// Through the write queue: concurrent rotations (and audit appends)
 	// share one commit. Of two rotations of one family in one batch the
 	// second matches nothing, as in two transactions.
 	var matched error
-	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
+	rotate := func(ctx context.Context, q querier) error {
 		res, err := q.ExecContext(ctx, s.d.rebind(rotateFamilySQL), ms(now), ms(now), ms(idleExpiresAt), id, from)
 		if err != nil {
 			return err
 		}
-		matched = mustAffect(res)
-		return nil
-	})
+		if matched = mustAffect(res); matched != nil || ev == nil {
+			return nil
+		}
+		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(ev.Time), ev.Type, ev.UserID, ev.ClientID, ev.FamilyID, ev.Reason, ev.Detail).Scan(&ev.ID)
+	}
+	var err error
+	if ev == nil {
+		err = s.writes.do(s.db.ctx(ctx), rotate)
+	} else {
+		// Two statements: alone they need a transaction of their own.
+		err = s.writes.doTx(s.db.ctx(ctx), func(ctx context.Context, tx *sql.Tx) error {
+			return rotate(ctx, txQuerier{tx, s.stmts})
+		})
+	}
 	if err == nil {
 		err = matched
 	}

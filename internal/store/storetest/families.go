@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -115,6 +116,54 @@ func testFamilyRotateRace(t *testing.T, s store.Store) {
 		}
 		return call, check
 	})
+}
+
+// testFamilyRotateAuditedRace races RotateFamilyAudited: exactly one
+// caller rotates each round, and exactly that caller's audit event is
+// stored (with its id set); the losers store nothing.
+func testFamilyRotateAuditedRace(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := newFamily(now(), newID("client"), newID("user"))
+	must(t, s.CreateFamily(ctx, f), "create")
+	stored := 0
+	raceRounds(t, "concurrent audited rotate", store.ErrConflict, func(round int) (func(int) error, func(int)) {
+		from := f.Generation + int64(round)
+		t0 := now()
+		evs := make([]*store.AuditEvent, Racers)
+		for i := range evs {
+			evs[i] = &store.AuditEvent{Time: t0, Type: "refresh.rotated", UserID: f.UserID, ClientID: f.ClientID, FamilyID: f.ID, Detail: fmt.Sprintf("round %d caller %d", round, i)}
+		}
+		call := func(i int) error {
+			return s.RotateFamilyAudited(ctx, f.ID, from, t0, t0.Add(time.Hour), evs[i])
+		}
+		check := func(w int) {
+			got, err := s.GetFamily(ctx, f.ID)
+			must(t, err, "get after race")
+			if got.Generation != from+1 {
+				t.Fatalf("after race: generation %d, want %d", got.Generation, from+1)
+			}
+			if evs[w].ID == 0 {
+				t.Fatalf("round %d: the winner's event has no id", round)
+			}
+			stored++
+			list, err := s.ListAudit(ctx, store.AuditFilter{FamilyID: f.ID, Limit: 10 * MaxRaceRounds})
+			must(t, err, "list audit")
+			if len(list) != stored {
+				t.Fatalf("round %d: %d events stored for the family, want %d (one per round)", round, len(list), stored)
+			}
+			if list[0].ID != evs[w].ID || list[0].Detail != evs[w].Detail {
+				t.Fatalf("round %d: newest event %d %q, want the winner's %d %q", round, list[0].ID, list[0].Detail, evs[w].ID, evs[w].Detail)
+			}
+		}
+		return call, check
+	})
+	// A rotation that does not match stores no event.
+	ev := &store.AuditEvent{Time: now(), Type: "refresh.rotated", FamilyID: f.ID}
+	wantErr(t, s.RotateFamilyAudited(ctx, f.ID, 0, now(), now(), ev), store.ErrConflict, "stale audited rotate")
+	wantErr(t, s.RotateFamilyAudited(ctx, newID("fam"), 0, now(), now(), ev), store.ErrNotFound, "unknown audited rotate")
+	if list, _ := s.ListAudit(ctx, store.AuditFilter{FamilyID: f.ID, Limit: 10 * MaxRaceRounds}); len(list) != stored || ev.ID != 0 {
+		t.Fatalf("refused audited rotations stored an event: %d events (want %d), id %d", len(list), stored, ev.ID)
+	}
 }
 
 func testRevokeFamilies(t *testing.T, s store.Store) {

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Consents", testConsents},
 		{"Families", testFamilies},
 		{"FamilyRotateRace", testFamilyRotateRace},
+		{"FamilyRotateAuditedRace", testFamilyRotateAuditedRace},
 		{"RevokeFamilies", testRevokeFamilies},
 		{"AccessTokens", testAccessTokens},
 		{"SigningKeys", testSigningKeys},
