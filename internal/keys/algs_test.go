@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -359,35 +358,14 @@ func TestSwitchSigningAlgorithm(t *testing.T) {
 func TestConcurrentInitConvergesPerAlgorithm(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
-			ctx := context.Background()
 			base := e.open(t)
 			clock := newFakeClock()
 			master := rotMaster(t)
-			ms := make([]*keys.Manager, 4)
-			errs := make([]error, len(ms))
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range ms {
-				st := store.Store(base)
-				if e.name == "postgres" {
-					h, err := base.Reopen(ctx)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { h.Close() })
-					st = h
-				}
-				ms[i] = multiManager(t, st, master, clock, jose.ES256, jose.RS256, jose.EdDSA)
-				ms[i].KidSeed = master.Derive("signing-key-ids")
-				wg.Go(func() { <-start; errs[i] = ms[i].Init(ctx) })
-			}
-			close(start)
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("instance %d: %v", i, err)
-				}
-			}
+			ms := initConcurrently(t, e.name, base, 4, func(st store.Store) *keys.Manager {
+				m := multiManager(t, st, master, clock, jose.ES256, jose.RS256, jose.EdDSA)
+				m.KidSeed = master.Derive("signing-key-ids")
+				return m
+			})
 			active, next := byAlg(t, base, store.KeyActive), byAlg(t, base, store.KeyNext)
 			for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
 				if len(active[alg]) != 1 || len(next[alg]) != 1 {

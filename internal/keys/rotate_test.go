@@ -384,42 +384,54 @@ func TestReloadEvery(t *testing.T) {
 	}
 }
 
+// initConcurrently makes n managers with newManager and runs their Init at
+// the same moment, as instances starting together on an empty database
+// would. On PostgreSQL each has its own pool (a separate process would);
+// SQLite handles share the file either way.
+func initConcurrently(t *testing.T, engine string, base *sqlstore.Store, n int, newManager func(store.Store) *keys.Manager) []*keys.Manager {
+	t.Helper()
+	ctx := context.Background()
+	ms := make([]*keys.Manager, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range ms {
+		st := store.Store(base)
+		if engine == "postgres" {
+			h, err := base.Reopen(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close() })
+			st = h
+		}
+		ms[i] = newManager(st)
+		wg.Go(func() { <-start; errs[i] = ms[i].Init(ctx) })
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("instance %d: %v", i, err)
+		}
+	}
+	return ms
+}
+
 // Instances starting together on an empty database end up with one key
 // set: one active and one next key, and every instance signs with the same
 // key and publishes both from the first request.
 func TestConcurrentInitConverges(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
-			ctx := context.Background()
 			base := e.open(t)
 			clock := newFakeClock()
 			master := rotMaster(t)
-			ms := make([]*keys.Manager, 6)
-			errs := make([]error, len(ms))
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range ms {
-				st := store.Store(base)
-				if e.name == "postgres" {
-					// Separate pools, as separate processes have.
-					h, err := base.Reopen(ctx)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { h.Close() })
-					st = h
-				}
-				ms[i] = rotManager(t, st, master, clock)
-				ms[i].KidSeed = master.Derive("signing-key-ids")
-				wg.Go(func() { <-start; errs[i] = ms[i].Init(ctx) })
-			}
-			close(start)
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("instance %d: %v", i, err)
-				}
-			}
+			ms := initConcurrently(t, e.name, base, 6, func(st store.Store) *keys.Manager {
+				m := rotManager(t, st, master, clock)
+				m.KidSeed = master.Derive("signing-key-ids")
+				return m
+			})
 			if got := states(t, base); len(got) != 2 || len(kidsInState(t, base, store.KeyActive)) != 1 {
 				t.Fatalf("after concurrent Init: %v", got)
 			}
