@@ -288,10 +288,14 @@ func (tb *tab) click(sel string) {
 		chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
 }
 
-// typeInto types s into the input sel (clearing it first).
+// typeInto types s into the input sel (clearing it first): it focuses the
+// input and sends key events, as chromedp.SendKeys does for a text input.
+// SendKeys itself is not used: it reads the node's attribute list without
+// its lock (chromedp v0.23.0, query.go), while the DOM event of Clear's
+// value change writes it, which the race detector reported in CI.
 func (tb *tab) typeInto(sel, s string) {
 	tb.t.Helper()
-	tb.do("type into "+sel, chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), s))
+	tb.do("type into "+sel, chromedp.Clear(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.KeyEvent(s))
 }
 
 // text is the visible text of the first element matching sel.
