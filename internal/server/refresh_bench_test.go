@@ -31,7 +31,6 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/operator"
 	"github.com/latchkey-dev/latchkey/internal/server"
 	"github.com/latchkey-dev/latchkey/internal/store"
-	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
@@ -111,31 +110,13 @@ func benchServer(b *testing.B, st store.Store, alg string) (http.Handler, string
 	return h, tok.RefreshToken
 }
 
-// durablePostgres is testdb.Postgres with synchronous_commit back on (as in
-// production; the tests turn it off for speed).
-func durablePostgres(b *testing.B) store.Store {
-	u, err := url.Parse(testdb.PostgresDSN(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	q := u.Query()
-	q.Del("synchronous_commit")
-	u.RawQuery = q.Encode()
-	s, err := sqlstore.Open(context.Background(), u.String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
-}
-
 func BenchmarkRefresh(b *testing.B) {
 	engines := []struct {
 		name string
 		open func(*testing.B) store.Store
 	}{
 		{"sqlite", func(b *testing.B) store.Store { return testdb.SQLite(b) }},
-		{"postgres", durablePostgres},
+		{"postgres", func(b *testing.B) store.Store { return testdb.DurablePostgres(b) }},
 	}
 	for _, e := range engines {
 		for _, alg := range []string{"RS256", "ES256", "EdDSA"} {

@@ -59,6 +59,26 @@ func Postgres(t testing.TB) *sqlstore.Store {
 	return openMigrated(t, PostgresEmptyDSN(t))
 }
 
+// DurablePostgres is Postgres with synchronous_commit back on, as in
+// production (the test DSN turns it off for speed): for benchmarks whose
+// commits must wait for the WAL flush.
+func DurablePostgres(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	u, err := url.Parse(PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Del("synchronous_commit")
+	u.RawQuery = q.Encode()
+	s, err := sqlstore.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // PostgresDSN returns a DSN for a fresh, migrated schema of its own
 // (search_path set in the DSN), dropped when the test ends, for tests that
 // start several processes on one database. Everything connected to it must

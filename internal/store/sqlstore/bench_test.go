@@ -12,35 +12,19 @@ package sqlstore_test
 
 import (
 	"context"
-	"net/url"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
-	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
 // benchStores returns each engine's store, opened as the server opens it.
 func benchStores(b *testing.B) map[string]func(b *testing.B) store.Store {
 	return map[string]func(b *testing.B) store.Store{
-		"sqlite": func(b *testing.B) store.Store { return testdb.SQLite(b) },
-		"postgres": func(b *testing.B) store.Store {
-			u, err := url.Parse(testdb.PostgresDSN(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			q := u.Query()
-			q.Del("synchronous_commit")
-			u.RawQuery = q.Encode()
-			s, err := sqlstore.Open(context.Background(), u.String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
-			return s
-		},
+		"sqlite":   func(b *testing.B) store.Store { return testdb.SQLite(b) },
+		"postgres": func(b *testing.B) store.Store { return testdb.DurablePostgres(b) },
 	}
 }
 
