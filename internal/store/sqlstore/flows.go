@@ -210,8 +210,8 @@ func (s *Store) PutConsent(ctx context.Context, c *store.Consent) error {
 		return fmt.Errorf("sqlstore: put consent: %w", err)
 	}
 	var created int64
-	err = s.retry(ctx, func() error {
-		return s.db.QueryRowContext(ctx, s.d.rebind(consentTable.insertSQL()+
+	err = s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, s.d.rebind(consentTable.insertSQL()+
 			` ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at
 			RETURNING created_at`),
 			c.UserID, c.ClientID, scopes, ms(c.CreatedAt), ms(c.UpdatedAt)).Scan(&created)

@@ -27,7 +27,6 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -130,7 +129,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{db: pool{DB: db}, d: d, dsn: dsn}
 	if d == sqliteDialect {
-		s.db.detach, s.db.wmu = true, new(sync.Mutex)
+		s.db.detach = true
 		s.stmts = newStmtCache(s.db)
 	}
 	err = s.retry(ctx, func() error { return db.PingContext(ctx) })
@@ -347,24 +346,6 @@ func (s *Store) retry(ctx context.Context, op func() error) error {
 type pool struct {
 	*sql.DB
 	detach bool
-	// wmu serializes this process's writes on SQLite (nil on PostgreSQL).
-	// SQLite has one writer at a time; without it, a writer that finds the
-	// lock taken by another connection of the same pool sleeps in SQLite's
-	// busy handler (1 to 100 ms a try) even when the lock is free again
-	// microseconds later. Goroutines waiting on a mutex are woken as soon as
-	// it is free. Other processes on the same file still meet the busy
-	// handler (busy_timeout).
-	wmu *sync.Mutex
-}
-
-// write runs op holding the SQLite write lock (if any).
-func (p pool) write(op func() error) error {
-	if p.wmu == nil {
-		return op()
-	}
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	return op()
 }
 
 func (p pool) ctx(ctx context.Context) context.Context {
@@ -398,8 +379,7 @@ func (p pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 // COMMITTED on PostgreSQL), committing if fn returns nil, and retries the
 // whole transaction on transient errors. fn may therefore run more than
 // once and must not have side effects outside tx; it must not call the
-// Store either (it runs on the write queue's goroutine, holding SQLite's
-// write lock). It goes through the write queue (writequeue.go), so
+// Store either (it runs on the write queue's goroutine). It goes through the write queue (writequeue.go), so
 // concurrent writes share one commit.
 func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return s.writes.doTx(s.db.ctx(ctx), fn)
@@ -409,20 +389,18 @@ func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 func (s *Store) txDirect(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx = s.db.ctx(ctx)
 	return s.retry(ctx, func() error {
-		return s.db.write(func() error {
-			tx, err := s.db.BeginTx(ctx, nil)
-			if err != nil {
-				return fmt.Errorf("begin: %w", err)
-			}
-			if err := fn(ctx, tx); err != nil {
-				tx.Rollback()
-				return err
-			}
-			if err := tx.Commit(); err != nil {
-				return fmt.Errorf("commit: %w", err)
-			}
-			return nil
-		})
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		if err := fn(ctx, tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
 	})
 }
 

@@ -13,14 +13,12 @@ import (
 func (s *Store) HitThrottle(ctx context.Context, key string, now time.Time, window time.Duration) (int, time.Time, error) {
 	var count, end int64
 	nowMS, endMS := ms(now), ms(now.Add(window))
-	err := s.retry(ctx, func() error {
-		return s.db.write(func() error {
-			return s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO throttles (throttle_key, count, window_end) VALUES (?, 1, ?)
-				ON CONFLICT (throttle_key) DO UPDATE SET
-				  count = CASE WHEN throttles.window_end <= ? THEN 1 ELSE throttles.count + 1 END,
-				  window_end = CASE WHEN throttles.window_end <= ? THEN ? ELSE throttles.window_end END
-				RETURNING count, window_end`), key, endMS, nowMS, nowMS, endMS).Scan(&count, &end)
-		})
+	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, s.d.rebind(`INSERT INTO throttles (throttle_key, count, window_end) VALUES (?, 1, ?)
+			ON CONFLICT (throttle_key) DO UPDATE SET
+			  count = CASE WHEN throttles.window_end <= ? THEN 1 ELSE throttles.count + 1 END,
+			  window_end = CASE WHEN throttles.window_end <= ? THEN ? ELSE throttles.window_end END
+			RETURNING count, window_end`), key, endMS, nowMS, nowMS, endMS).Scan(&count, &end)
 	})
 	if err != nil {
 		return 0, time.Time{}, s.wrap(err, "hit throttle")

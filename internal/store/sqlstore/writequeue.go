@@ -1,16 +1,19 @@
 package sqlstore
 
-// Group commit for the writes of the token endpoint's hot path: the
-// rotation compare-and-swap and the audit event that every refresh grant
-// writes. Each was its own commit, the most expensive part of a grant after
-// the signatures: on SQLite a commit writes every page it changed (the
+// Group commit for every write of a Store. A refresh grant's rotation and
+// its audit event were two commits, the most expensive part of a grant
+// after the signatures: on SQLite a commit writes every page it changed (the
 // row's page, a page per index) to the WAL with two write calls each; on
 // PostgreSQL it waits for a WAL flush. One writer goroutine per Store takes
 // the writes queued while it was busy and runs them in one transaction, so
-// under load one commit serves many grants. A lone write still runs at once
-// in its own statement (no timer, no added wait), and every caller returns
-// only after its write is committed: nothing is acknowledged that is not
-// stored.
+// under load one commit serves many requests. A lone write still runs at
+// once in its own statement or transaction (no timer, no added wait), and
+// every caller returns only after its write is committed: nothing is
+// acknowledged that is not stored. Being the process's only writer, the
+// writer also never waits in SQLite's busy handler (which sleeps 1 to
+// 100 ms a try however soon the lock frees) for another connection of the
+// same process; other processes on the same file still do, up to
+// busy_timeout.
 
 import (
 	"context"
@@ -182,9 +185,7 @@ func (w *writeQueue) write(batch []*writeReq) {
 			r.done <- w.s.txDirect(ctx, r.txfn)
 			continue
 		}
-		r.done <- w.s.retry(ctx, func() error {
-			return w.s.db.write(func() error { return r.op(ctx, w.s.q()) })
-		})
+		r.done <- w.s.retry(ctx, func() error { return r.op(ctx, w.s.q()) })
 	}
 }
 
