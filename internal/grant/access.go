@@ -16,33 +16,35 @@ var ErrInactive = errors.New("grant: access token inactive")
 // ActiveAccessToken verifies a JWT access token we issued and reports it
 // inactive when it is expired, revoked on its own, or from a family that has
 // ended (so revocation takes effect at once for userinfo and introspection).
-func ActiveAccessToken(ctx context.Context, st store.Store, km *keys.Manager, issuer string, now time.Time, raw string) (*token.AccessClaims, *store.Family, error) {
+// It also returns the token's family and the family's user (the token's
+// subject), which is nil when the user no longer exists.
+func ActiveAccessToken(ctx context.Context, st store.Store, km *keys.Manager, issuer string, now time.Time, raw string) (*token.AccessClaims, *store.Family, *store.User, error) {
 	if raw == "" || len(raw) > token.MaxLen {
-		return nil, nil, ErrInactive
+		return nil, nil, nil, ErrInactive
 	}
 	var c token.AccessClaims
 	if err := km.Verify(ctx, raw, token.TypeAccess, &c); err != nil {
-		return nil, nil, ErrInactive
+		return nil, nil, nil, ErrInactive
 	}
 	if c.Issuer != issuer || now.Unix() >= c.Expiry || c.FamilyID == "" {
-		return nil, nil, ErrInactive
+		return nil, nil, nil, ErrInactive
 	}
-	f, err := st.GetFamily(ctx, c.FamilyID)
+	f, u, err := st.GetFamilyWithUser(ctx, c.FamilyID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, ErrInactive
+		return nil, nil, nil, ErrInactive
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if !f.RevokedAt.IsZero() {
-		return nil, nil, ErrInactive
+	if !f.RevokedAt.IsZero() || f.UserID != c.Subject {
+		return nil, nil, nil, ErrInactive
 	}
 	revoked, err := st.AccessTokenRevoked(ctx, c.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if revoked {
-		return nil, nil, ErrInactive
+		return nil, nil, nil, ErrInactive
 	}
-	return &c, f, nil
+	return &c, f, u, nil
 }

@@ -93,11 +93,11 @@ func forgeries(t testing.TB, km *keys.Manager, valid string) map[string]string {
 func TestActiveAccessTokenRefusesForgeries(t *testing.T) {
 	km, st, valid, now := accessFixture(t)
 	ctx := context.Background()
-	if _, _, err := ActiveAccessToken(ctx, st, km, testIssuer, now, valid); err != nil {
+	if _, _, _, err := ActiveAccessToken(ctx, st, km, testIssuer, now, valid); err != nil {
 		t.Fatalf("valid token: %v", err)
 	}
 	for name, tok := range forgeries(t, km, valid) {
-		if _, _, err := ActiveAccessToken(ctx, st, km, testIssuer, now, tok); !errors.Is(err, ErrInactive) {
+		if _, _, _, err := ActiveAccessToken(ctx, st, km, testIssuer, now, tok); !errors.Is(err, ErrInactive) {
 			t.Errorf("%s: %v, want ErrInactive", name, err)
 		}
 	}
@@ -117,7 +117,7 @@ func FuzzActiveAccessToken(f *testing.F) {
 	}
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, raw string) {
-		c, fam, err := ActiveAccessToken(ctx, st, km, testIssuer, now, raw)
+		c, fam, _, err := ActiveAccessToken(ctx, st, km, testIssuer, now, raw)
 		if err != nil {
 			if !errors.Is(err, ErrInactive) {
 				t.Fatalf("ActiveAccessToken(%q): %v", raw, err)

@@ -67,7 +67,8 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 	}
 	requested := oauth.ParseScope(form.Get("scope"))
 	for attempt := 0; attempt < maxRotateAttempts; attempt++ {
-		f, err := h.Store.GetFamily(ctx, fid)
+		// The family and its user in one read.
+		f, user, err := h.Store.GetFamilyWithUser(ctx, fid)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, refused(oauth.ReasonUnknown)
 		}
@@ -106,12 +107,8 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 		if !now.Before(f.AbsoluteExpiresAt) {
 			return end(oauth.ReasonExpiredAbsolute, "")
 		}
-		user, err := h.Store.GetUser(ctx, f.UserID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && user.Disabled) {
+		if user == nil || user.Disabled {
 			return end(oauth.ReasonUserDisabled, "")
-		}
-		if err != nil {
-			return nil, oauth.Wrap(err, "load user")
 		}
 		// Credential epochs: a password change, a second-factor change or
 		// an operator's revoke-sessions ends the families born before it.

@@ -164,7 +164,7 @@ func (h *Handler) introspect(w http.ResponseWriter, r *http.Request) error {
 var inactive = &Introspection{Active: false}
 
 func (h *Handler) introspectAccess(ctx context.Context, raw string) (*Introspection, error) {
-	c, _, err := ActiveAccessToken(ctx, h.Store, h.Keys, h.Issuer, h.now(), raw)
+	c, _, u, err := ActiveAccessToken(ctx, h.Store, h.Keys, h.Issuer, h.now(), raw)
 	if errors.Is(err, ErrInactive) {
 		return inactive, nil
 	}
@@ -179,7 +179,7 @@ func (h *Handler) introspectAccess(ctx context.Context, raw string) (*Introspect
 	if c.Confirmation != nil {
 		resp.Confirmation = c.Confirmation
 	}
-	if u, err := h.Store.GetUser(ctx, c.Subject); err == nil {
+	if u != nil {
 		resp.Username = u.Username
 	}
 	return resp, nil
@@ -190,7 +190,7 @@ func (h *Handler) introspectRefresh(ctx context.Context, client *store.Client, r
 	if err != nil {
 		return inactive, nil
 	}
-	f, err := h.Store.GetFamily(ctx, fid)
+	f, u, err := h.Store.GetFamilyWithUser(ctx, fid)
 	if errors.Is(err, store.ErrNotFound) {
 		return inactive, nil
 	}
@@ -212,7 +212,7 @@ func (h *Handler) introspectRefresh(ctx context.Context, client *store.Client, r
 	if f.DPoPJKT != "" {
 		resp.Confirmation = &token.Confirmation{JKT: f.DPoPJKT} // RFC 9449 §6.2
 	}
-	if u, err := h.Store.GetUser(ctx, f.UserID); err == nil {
+	if u != nil {
 		resp.Username = u.Username
 	}
 	return resp, nil

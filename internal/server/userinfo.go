@@ -11,7 +11,6 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
-	"github.com/latchkey-dev/latchkey/internal/store"
 	"github.com/latchkey-dev/latchkey/internal/token"
 )
 
@@ -149,7 +148,7 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	claims, _, err := grant.ActiveAccessToken(ctx, s.store, s.keys, s.issuer, s.now(), raw)
+	claims, _, u, err := grant.ActiveAccessToken(ctx, s.store, s.keys, s.issuer, s.now(), raw)
 	if errors.Is(err, grant.ErrInactive) {
 		if isDPoP {
 			dpopError(w, oauth.InvalidToken, "The access token is invalid, expired or revoked.")
@@ -170,13 +169,8 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, oauth.InsufficientScope, "The access token lacks the openid scope.")
 		return
 	}
-	u, err := s.store.GetUser(ctx, claims.Subject)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
+	if u == nil || u.Disabled {
 		bearerError(w, oauth.InvalidToken, "The access token is invalid, expired or revoked.")
-		return
-	}
-	if err != nil {
-		httpx.WriteOAuthError(w, r, oauth.Wrap(err, "load user"))
 		return
 	}
 	resp := Userinfo{Subject: u.ID}

@@ -294,6 +294,9 @@ type Store interface {
 
 	CreateFamily(ctx context.Context, f *Family) error
 	GetFamily(ctx context.Context, id string) (*Family, error)
+	// GetFamilyWithUser is GetFamily and GetUser of the family's user in
+	// one read; the user is nil when it no longer exists.
+	GetFamilyWithUser(ctx context.Context, id string) (*Family, *User, error)
 	// RotateFamily advances the family from generation `from` to from+1,
 	// setting RotatedAt and LastUsedAt to now and IdleExpiresAt to
 	// idleExpiresAt — only if it is still at `from` and not revoked.

@@ -56,13 +56,23 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 		return fmt.Errorf("sqlstore: create client %q: %w", c.ID, err)
 	}
 	_, err = s.exec(ctx, clientTable.insertSQL(), args...)
+	s.clients.invalidate(c.ID)
 	return s.wrap(err, "create client %q", c.ID)
 }
 
-// GetClient returns store.ErrNotFound for an unknown id.
+// GetClient returns store.ErrNotFound for an unknown id. Records are
+// cached for up to ClientCacheTTL (clientcache.go).
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
+	cached, gen := s.clients.get(id)
+	if cached != nil {
+		return cached, nil
+	}
 	c, err := s.getClient(ctx, s.q(), id, "")
-	return c, s.wrap(err, "get client %q", id)
+	if err != nil {
+		return nil, s.wrap(err, "get client %q", id)
+	}
+	s.clients.put(c, gen)
+	return c, nil
 }
 
 // getClient reads one client; suffix is "" or the dialect's FOR UPDATE.
@@ -84,6 +94,7 @@ func (s *Store) ListClients(ctx context.Context) ([]*store.Client, error) {
 // The id cannot be changed. fn's error is returned unwrapped; fn may run
 // more than once if the transaction is retried.
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Client) error) (*store.Client, error) {
+	defer s.clients.invalidate(id)
 	return update(s, ctx, "client", id, clientTable, s.getClient, clientArgs,
 		func(c *store.Client) error { err := fn(c); c.ID = id; return err })
 }
@@ -102,6 +113,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		}
 		return mustAffect(res)
 	})
+	s.clients.invalidate(id)
 	return s.wrap(err, "delete client %q", id)
 }
 

@@ -101,6 +101,15 @@ type table struct {
 
 func (t table) colList() string { return strings.Join(t.cols, ", ") }
 
+// qualified is colList with every column prefixed by alias, for joins.
+func (t table) qualified(alias string) string {
+	q := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		q[i] = alias + "." + c
+	}
+	return strings.Join(q, ", ")
+}
+
 func (t table) insertSQL() string {
 	return "INSERT INTO " + t.name + " (" + t.colList() + ") VALUES (" +
 		strings.TrimSuffix(strings.Repeat("?, ", len(t.cols)), ", ") + ")"

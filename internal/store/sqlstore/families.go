@@ -19,22 +19,31 @@ var familyTable = table{"families", []string{
 }}
 
 func scanFamily(sc scanner) (*store.Family, error) {
+	dests, finish := familyDests()
+	if err := sc.Scan(dests...); err != nil {
+		return nil, err
+	}
+	return finish(), nil
+}
+
+// familyDests returns scan destinations for familyTable's columns and the
+// function that builds the family from them once scanned.
+func familyDests() ([]any, func() *store.Family) {
 	var (
 		f                                    store.Family
 		scopes, amr                          string
 		rotated, authTime, created, lastUsed int64
 		idleExp, absExp, revoked             int64
 	)
-	err := sc.Scan(&f.ID, &f.ClientID, &f.UserID, &scopes, &f.Offline, &f.Generation, &rotated, &authTime,
+	dests := []any{&f.ID, &f.ClientID, &f.UserID, &scopes, &f.Offline, &f.Generation, &rotated, &authTime,
 		&amr, &f.ACR, &f.PolicyVersion, &f.CredentialEpoch, &f.DPoPJKT, &created, &lastUsed,
-		&idleExp, &absExp, &revoked, &f.RevokeReason)
-	if err != nil {
-		return nil, err
+		&idleExp, &absExp, &revoked, &f.RevokeReason}
+	return dests, func() *store.Family {
+		f.Scopes, f.AMR = splitList(scopes), splitList(amr)
+		f.RotatedAt, f.AuthTime, f.CreatedAt, f.LastUsedAt = fromMS(rotated), fromMS(authTime), fromMS(created), fromMS(lastUsed)
+		f.IdleExpiresAt, f.AbsoluteExpiresAt, f.RevokedAt = fromMS(idleExp), fromMS(absExp), fromMS(revoked)
+		return &f
 	}
-	f.Scopes, f.AMR = splitList(scopes), splitList(amr)
-	f.RotatedAt, f.AuthTime, f.CreatedAt, f.LastUsedAt = fromMS(rotated), fromMS(authTime), fromMS(created), fromMS(lastUsed)
-	f.IdleExpiresAt, f.AbsoluteExpiresAt, f.RevokedAt = fromMS(idleExp), fromMS(absExp), fromMS(revoked)
-	return &f, nil
 }
 
 // CreateFamily inserts f; store.ErrConflict if the id exists (a replayed
@@ -57,6 +66,31 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
 func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error) {
 	f, err := scanFamily(s.q().QueryRowContext(ctx, s.d.rebind(familyTable.selectSQL("WHERE id = ?")), id))
 	return f, s.wrap(err, "get family %q", id)
+}
+
+// familyUserSQL reads a family and its user in one statement.
+var familyUserSQL = "SELECT " + familyTable.qualified("f") + ", " + userTable.qualified("u") +
+	" FROM families f JOIN users u ON u.id = f.user_id WHERE f.id = ?"
+
+// GetFamilyWithUser returns the family and its user, read in one query
+// (one read transaction instead of two on the refresh grant's and
+// introspection's hot path). The user is nil when it no longer exists;
+// store.ErrNotFound for an unknown family.
+func (s *Store) GetFamilyWithUser(ctx context.Context, id string) (*store.Family, *store.User, error) {
+	fd, family := familyDests()
+	ud, user := userDests()
+	err := s.q().QueryRowContext(ctx, s.d.rebind(familyUserSQL), id).Scan(append(fd, ud...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		// No family, or a family whose user is gone (users are deleted
+		// without their families only by hand; the row then stays until
+		// the sweeper ends it).
+		f, err := s.GetFamily(ctx, id)
+		return f, nil, err
+	}
+	if err != nil {
+		return nil, nil, s.wrap(err, "get family %q with user", id)
+	}
+	return family(), user(), nil
 }
 
 // RotateFamily is one compare-and-swap UPDATE: it only matches a live row

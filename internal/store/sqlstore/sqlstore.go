@@ -50,6 +50,8 @@ type Store struct {
 	stmts *stmtCache
 	// writes group-commits the hot path's writes (writequeue.go).
 	writes *writeQueue
+	// clients caches client records (clientcache.go).
+	clients *clientCache
 }
 
 // Pool defaults. They can be changed through DB().
@@ -127,7 +129,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxIdleTime(postgresConnMaxIdleTime)
 		db.SetConnMaxLifetime(postgresConnMaxLifetime)
 	}
-	s := &Store{db: pool{DB: db}, d: d, dsn: dsn}
+	s := &Store{db: pool{DB: db}, d: d, dsn: dsn, clients: newClientCache(ClientCacheTTL)}
 	if d == sqliteDialect {
 		s.db.detach = true
 		s.stmts = newStmtCache(s.db)

@@ -19,20 +19,29 @@ func userArgs(u *store.User) ([]any, error) {
 }
 
 func scanUser(sc scanner) (*store.User, error) {
+	dests, finish := userDests()
+	if err := sc.Scan(dests...); err != nil {
+		return nil, err
+	}
+	return finish(), nil
+}
+
+// userDests returns scan destinations for userTable's columns and the
+// function that builds the user from them once scanned.
+func userDests() ([]any, func() *store.User) {
 	var (
 		u            store.User
 		created, upd int64
 	)
-	err := sc.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Name, &u.Email, &u.Disabled,
-		&u.TOTPSecret, &u.CredentialEpoch, &created, &upd)
-	if err != nil {
-		return nil, err
+	dests := []any{&u.ID, &u.Username, &u.PasswordHash, &u.Name, &u.Email, &u.Disabled,
+		&u.TOTPSecret, &u.CredentialEpoch, &created, &upd}
+	return dests, func() *store.User {
+		if len(u.TOTPSecret) == 0 {
+			u.TOTPSecret = nil
+		}
+		u.CreatedAt, u.UpdatedAt = fromMS(created), fromMS(upd)
+		return &u
 	}
-	if len(u.TOTPSecret) == 0 {
-		u.TOTPSecret = nil
-	}
-	u.CreatedAt, u.UpdatedAt = fromMS(created), fromMS(upd)
-	return &u, nil
 }
 
 // CreateUser inserts u; store.ErrConflict if the id or the username exists.

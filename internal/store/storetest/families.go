@@ -94,6 +94,44 @@ func testFamilies(t *testing.T, s store.Store) {
 	wantErr(t, s.RotateFamily(ctx, f.ID, 6, t2, idle), store.ErrConflict, "rotate after revoke")
 }
 
+// testFamilyWithUser: the family and its user in one read, as two reads
+// would give them.
+func testFamilyWithUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t0 := now()
+	u := fullUser()
+	must(t, s.CreateUser(ctx, u), "create user")
+	f := newFamily(t0, newID("client"), u.ID)
+	must(t, s.CreateFamily(ctx, f), "create family")
+	gotF, gotU, err := s.GetFamilyWithUser(ctx, f.ID)
+	must(t, err, "get with user")
+	wantEqual(t, gotF, f, "family read with its user")
+	wantEqual(t, gotU, u, "user read with its family")
+
+	// What it reads is current: a rotation and a user change show.
+	must(t, s.RotateFamily(ctx, f.ID, f.Generation, t0.Add(time.Second), t0.Add(time.Hour)), "rotate")
+	_, err = s.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Disabled = true; u.CredentialEpoch++; return nil })
+	must(t, err, "update user")
+	gotF, gotU, err = s.GetFamilyWithUser(ctx, f.ID)
+	must(t, err, "get with user after changes")
+	if gotF.Generation != f.Generation+1 || !gotU.Disabled || gotU.CredentialEpoch != u.CredentialEpoch+1 {
+		t.Fatalf("after changes: generation %d, disabled %v, epoch %d", gotF.Generation, gotU.Disabled, gotU.CredentialEpoch)
+	}
+
+	// A family whose user is gone comes back without a user.
+	orphan := newFamily(t0, newID("client"), newID("user"))
+	must(t, s.CreateFamily(ctx, orphan), "create orphan")
+	gotF, gotU, err = s.GetFamilyWithUser(ctx, orphan.ID)
+	must(t, err, "get orphan")
+	wantEqual(t, gotF, orphan, "orphan family")
+	if gotU != nil {
+		t.Fatalf("orphan family: got user %+v, want none", gotU)
+	}
+
+	_, _, err = s.GetFamilyWithUser(ctx, newID("fam"))
+	wantErr(t, err, store.ErrNotFound, "get unknown with user")
+}
+
 // testFamilyRotateRace has Racers goroutines rotate one family from the
 // same generation at once, round after round: exactly one may succeed.
 func testFamilyRotateRace(t *testing.T, s store.Store) {

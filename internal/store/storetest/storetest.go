@@ -74,6 +74,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Sweep", testSweep},
 		{"Migrate", testMigrate},
 		{"TwoHandles", testTwoHandles},
+		{"FamilyWithUser", testFamilyWithUser},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {
