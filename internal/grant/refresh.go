@@ -135,6 +135,18 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			}
 			idle, _ := h.refreshLifetimes(client)
 			next := minTime(now.Add(idle), f.AbsoluteExpiresAt)
+			rotated := *f
+			rotated.Generation, rotated.RotatedAt, rotated.LastUsedAt, rotated.IdleExpiresAt = gen+1, now, now, next
+			// The tokens are signed before the rotation is written: nothing
+			// in them depends on the write, a request that loses the race
+			// below discards them unsent, and a request whose signing fails
+			// leaves the family unrotated. The write is then the request's
+			// last step but the response, so the responses of one group
+			// commit go out together (docs/BENCHMARKS.md, tail latency).
+			resp, err := h.answer(ctx, &rotated, client, user, scopes, jkt(proof), now)
+			if err != nil {
+				return nil, err
+			}
 			// The rotation and its audit event are one write (one commit).
 			ev := h.Families.Stamp(&store.AuditEvent{Type: family.EventRotated, UserID: f.UserID, ClientID: f.ClientID, FamilyID: f.ID})
 			err = h.Store.RotateFamilyAudited(ctx, f.ID, gen, now, next, ev)
@@ -144,9 +156,8 @@ func (h *Handler) refreshToken(ctx context.Context, client *store.Client, form u
 			if err != nil {
 				return nil, oauth.Wrap(err, "rotate refresh token")
 			}
-			f.Generation, f.RotatedAt, f.LastUsedAt, f.IdleExpiresAt = gen+1, now, now, next
 			h.Families.Stored(ctx, ev)
-			return h.answer(ctx, f, client, user, scopes, jkt(proof), now)
+			return resp, nil
 
 		case gen == f.Generation-1 && now.Sub(f.RotatedAt) <= h.Life.RefreshGrace:
 			// A retry after a lost response, or a concurrent refresh that
