@@ -29,21 +29,14 @@ func ActiveAccessToken(ctx context.Context, st store.Store, km *keys.Manager, is
 	if c.Issuer != issuer || now.Unix() >= c.Expiry || c.FamilyID == "" {
 		return nil, nil, nil, ErrInactive
 	}
-	f, u, err := st.GetFamilyWithUser(ctx, c.FamilyID)
+	f, u, revoked, err := st.GetAccessTokenState(ctx, c.FamilyID, c.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, nil, ErrInactive
 	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !f.RevokedAt.IsZero() || f.UserID != c.Subject {
-		return nil, nil, nil, ErrInactive
-	}
-	revoked, err := st.AccessTokenRevoked(ctx, c.ID)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if revoked {
+	if !f.RevokedAt.IsZero() || f.UserID != c.Subject || revoked {
 		return nil, nil, nil, ErrInactive
 	}
 	return &c, f, u, nil

@@ -317,6 +317,11 @@ type Store interface {
 	// RevokeAccessToken records a revoked JWT id until the token's expiry.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error
 	AccessTokenRevoked(ctx context.Context, jti string) (bool, error)
+	// GetAccessTokenState is what deciding on an access token needs, in one
+	// read: its family, the family's user (nil when it no longer exists)
+	// and whether the token's jti is revoked. ErrNotFound for an unknown
+	// family.
+	GetAccessTokenState(ctx context.Context, familyID, jti string) (*Family, *User, bool, error)
 
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
 	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)

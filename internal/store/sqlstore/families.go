@@ -93,6 +93,34 @@ func (s *Store) GetFamilyWithUser(ctx context.Context, id string) (*store.Family
 	return family(), user(), nil
 }
 
+// accessStateSQL is familyUserSQL plus the access token's revocation.
+var accessStateSQL = "SELECT " + familyTable.qualified("f") + ", " + userTable.qualified("u") +
+	", EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = ?)" +
+	" FROM families f JOIN users u ON u.id = f.user_id WHERE f.id = ?"
+
+// GetAccessTokenState reads an access token's family, the family's user
+// and whether jti is revoked in one query (introspection and userinfo).
+func (s *Store) GetAccessTokenState(ctx context.Context, familyID, jti string) (*store.Family, *store.User, bool, error) {
+	fd, family := familyDests()
+	ud, user := userDests()
+	var revoked bool
+	dests := append(append(fd, ud...), &revoked)
+	err := s.q().QueryRowContext(ctx, s.d.rebind(accessStateSQL), jti, familyID).Scan(dests...)
+	if errors.Is(err, sql.ErrNoRows) {
+		// No family, or an orphan family (see GetFamilyWithUser).
+		f, err := s.GetFamily(ctx, familyID)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		revoked, err := s.AccessTokenRevoked(ctx, jti)
+		return f, nil, revoked, err
+	}
+	if err != nil {
+		return nil, nil, false, s.wrap(err, "get access token state %q", familyID)
+	}
+	return family(), user(), revoked, nil
+}
+
 // RotateFamily is one compare-and-swap UPDATE: it only matches a live row
 // still at generation `from`, so of concurrent rotators exactly one changes
 // the row (PostgreSQL re-evaluates the WHERE clause after waiting for the

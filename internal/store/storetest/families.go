@@ -332,4 +332,34 @@ func testAccessTokens(t *testing.T, s store.Store) {
 			t.Fatalf("AccessTokenRevoked(%s) = %v, want %v", tc.jti, got, tc.want)
 		}
 	}
+
+	// GetAccessTokenState: family, user and revocation in one read, for a
+	// family with its user and for an orphan family, revoked or not.
+	u := fullUser()
+	must(t, s.CreateUser(ctx, u), "create user")
+	f := newFamily(now(), newID("client"), u.ID)
+	must(t, s.CreateFamily(ctx, f), "create family")
+	orphan := newFamily(now(), newID("client"), newID("user"))
+	must(t, s.CreateFamily(ctx, orphan), "create orphan")
+	for _, tc := range []struct {
+		fam     *store.Family
+		user    *store.User
+		jti     string
+		revoked bool
+	}{{f, u, jti, true}, {f, u, other, false}, {orphan, nil, jti, true}, {orphan, nil, other, false}} {
+		gotF, gotU, gotRevoked, err := s.GetAccessTokenState(ctx, tc.fam.ID, tc.jti)
+		must(t, err, "access token state")
+		wantEqual(t, gotF, tc.fam, "family of the access token state")
+		if tc.user == nil && gotU != nil {
+			t.Fatalf("orphan family: got user %+v", gotU)
+		}
+		if tc.user != nil {
+			wantEqual(t, gotU, tc.user, "user of the access token state")
+		}
+		if gotRevoked != tc.revoked {
+			t.Fatalf("GetAccessTokenState(%s, %s): revoked %v, want %v", tc.fam.ID, tc.jti, gotRevoked, tc.revoked)
+		}
+	}
+	_, _, _, err = s.GetAccessTokenState(ctx, newID("fam"), jti)
+	wantErr(t, err, store.ErrNotFound, "access token state of an unknown family")
 }
