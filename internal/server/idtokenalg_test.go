@@ -17,6 +17,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/operator"
+	"github.com/latchkey-dev/latchkey/internal/store"
 	"github.com/latchkey-dev/latchkey/internal/testserver"
 )
 
@@ -199,4 +200,50 @@ func TestIDTokenAlgNoLongerConfigured(t *testing.T) {
 	r := after.Post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {"ed-rp"},
 		"redirect_uri": {testserver.Redirect}, "code_verifier": {verifier}}, "", "")
 	testserver.WantError(t, r, 500, oauth.ServerError)
+}
+
+// A refresh whose signing fails (here: the client's ID token algorithm is
+// no longer configured on this instance) answers server_error and leaves
+// the family as it was, with no rotation recorded: the tokens are signed
+// before the rotation is written. The same refresh token then works on an
+// instance that can sign, and rotates the family once.
+func TestRefreshSigningFailureDoesNotRotate(t *testing.T) {
+	ts := testserver.Start(t, testserver.WithConfig(func(c *config.Config) { c.IDTokenAlgs = "EdDSA" }))
+	rp := addClient(t, ts, "ed-rp", "EdDSA")
+	tok := ts.Login(rp, testserver.Alice, testserver.AlicePW)
+	ctx := context.Background()
+	fams, err := ts.Store.ListFamilies(ctx, store.FamilyFilter{ClientID: "ed-rp"})
+	if err != nil || len(fams) != 1 {
+		t.Fatalf("families of ed-rp: %v %v", fams, err)
+	}
+	before := fams[0]
+
+	after := testserver.StartOn(t, ts.Store, testserver.WithoutSeed(), testserver.WithMasterKey(ts.MasterKey))
+	testserver.WantError(t, after.Refresh(tok.RefreshToken, "ed-rp", ""), 500, oauth.ServerError)
+	f, err := ts.Store.GetFamily(ctx, before.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Generation != before.Generation || !f.RotatedAt.Equal(before.RotatedAt) || !f.RevokedAt.IsZero() {
+		t.Fatalf("after a failed signing: generation %d (was %d), rotated at %v (was %v), revoked at %v",
+			f.Generation, before.Generation, f.RotatedAt, before.RotatedAt, f.RevokedAt)
+	}
+	events, err := ts.Store.ListAudit(ctx, store.AuditFilter{FamilyID: before.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Type == "refresh.rotated" {
+			t.Fatalf("a rotation was recorded for a refresh that failed: %+v", ev)
+		}
+	}
+
+	r := ts.Refresh(tok.RefreshToken, "ed-rp", "")
+	if r.Status != 200 {
+		t.Fatalf("refresh where EdDSA is configured: %d %v", r.Status, r.Body)
+	}
+	ts.Remember(r.Str("refresh_token"), r.Str("access_token"), r.Str("id_token"))
+	if f, err = ts.Store.GetFamily(ctx, before.ID); err != nil || f.Generation != before.Generation+1 {
+		t.Fatalf("after the successful refresh: generation %d, want %d (%v)", f.Generation, before.Generation+1, err)
+	}
 }
