@@ -106,6 +106,7 @@ func openStore(ctx context.Context, cfg config.Config) (*sqlstore.Store, error) 
 		st.Close()
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
+	st.SetClientCacheTTL(cfg.ClientCacheTTL.D())
 	return st, nil
 }
 

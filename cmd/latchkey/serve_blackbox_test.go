@@ -205,6 +205,29 @@ func TestServeBlackBox(t *testing.T) {
 		t.Errorf("login page: %d\n%.500s", resp.StatusCode, body)
 	}
 
+	// A change made with the CLI reaches the running server within
+	// client_cache_ttl (1 s by default; the server has just read the client
+	// and cached it): the replaced redirect URI stops being accepted.
+	upd := exec.Command(bin, "client", "update", "--id", "blackbox", "--redirect-uri", redirect+"/v2")
+	upd.Env = env
+	if out, err := upd.CombinedOutput(); err != nil {
+		t.Fatalf("client update: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := client.Get(authorize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusBadRequest && resp.Header.Get("Location") == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the CLI replaced the redirect URI the server still answers %d (Location %q)", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// Graceful shutdown on SIGTERM: exit status 0.
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -87,6 +87,11 @@ type Config struct {
 	// RefreshGrace: how long a replay of the immediate predecessor is
 	// answered with the same successor instead of counting as reuse.
 	RefreshGrace Duration `yaml:"refresh_grace" env:"LATCHKEY_REFRESH_GRACE"`
+	// ClientCacheTTL is how long each instance keeps a client record it
+	// read from the database (0 reads it on every request). A client
+	// changed through this instance is re-read at once; one changed
+	// elsewhere within ClientCacheTTL.
+	ClientCacheTTL Duration `yaml:"client_cache_ttl" env:"LATCHKEY_CLIENT_CACHE_TTL"`
 	// SessionTTL is how long a browser sign-in lasts.
 	SessionTTL Duration `yaml:"session_ttl" env:"LATCHKEY_SESSION_TTL"`
 	// Credential-change triggers: each, when on, bumps the user's credential
@@ -163,6 +168,7 @@ func Default() Config {
 		RefreshIdle:              Duration(30 * 24 * time.Hour),
 		RefreshAbsolute:          Duration(90 * 24 * time.Hour),
 		RefreshGrace:             Duration(5 * time.Second),
+		ClientCacheTTL:           Duration(time.Second),
 		SessionTTL:               Duration(12 * time.Hour),
 		SweepInterval:            Duration(time.Minute),
 		AuditRetention:           Duration(90 * 24 * time.Hour),
@@ -279,6 +285,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshGrace < 0 || c.RefreshGrace > Duration(time.Minute) {
 		errs = append(errs, errors.New("refresh_grace must be between 0s and 60s"))
+	}
+	if c.ClientCacheTTL < 0 || c.ClientCacheTTL > Duration(time.Minute) {
+		errs = append(errs, errors.New("client_cache_ttl must be between 0s and 60s"))
 	}
 	if _, err := DecodeMasterKeys(c.OldMasterKeys); err != nil {
 		errs = append(errs, fmt.Errorf("old_master_keys: %w", err))

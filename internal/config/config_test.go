@@ -41,7 +41,7 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 	if c.CodeTTL.D() != 60*time.Second || c.AccessTokenTTL.D() != 10*time.Minute ||
 		c.RefreshIdle.D() != 30*24*time.Hour || c.RefreshAbsolute.D() != 90*24*time.Hour ||
-		c.RefreshGrace.D() != 5*time.Second {
+		c.RefreshGrace.D() != 5*time.Second || c.ClientCacheTTL.D() != time.Second {
 		t.Errorf("unexpected default durations: %+v", c)
 	}
 }
@@ -57,6 +57,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Addr = ""
 	c.Database = ""
 	c.RefreshGrace = Duration(2 * time.Minute)
+	c.ClientCacheTTL = Duration(-time.Second)
 	c.MasterKey = "AAAA"
 	err := c.Validate()
 	if err == nil {
@@ -73,14 +74,15 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"addr must be set",
 		"database must be set",
 		"refresh_grace must be between 0s and 60s",
+		"client_cache_ttl must be between 0s and 60s",
 		"master key must decode to 32 bytes, got 3",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not mention %q:\n%s", want, msg)
 		}
 	}
-	if n := len(strings.Split(msg, "\n")); n != 10 {
-		t.Errorf("got %d problems, want 10:\n%s", n, msg)
+	if n := len(strings.Split(msg, "\n")); n != 11 {
+		t.Errorf("got %d problems, want 11:\n%s", n, msg)
 	}
 }
 

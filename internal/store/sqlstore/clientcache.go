@@ -27,8 +27,9 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
-// ClientCacheTTL is how long a client record read from the database is
-// used before it is read again.
+// ClientCacheTTL is the default of how long a client record read from the
+// database is used before it is read again (configuration:
+// client_cache_ttl; Store.SetClientCacheTTL).
 const ClientCacheTTL = time.Second
 
 // maxCachedClients bounds the cache; when it is full it starts over.
@@ -40,11 +41,11 @@ type cachedClient struct {
 }
 
 type clientCache struct {
-	ttl time.Duration
 	now func() time.Time
 
-	mu sync.Mutex
-	m  map[string]cachedClient
+	mu  sync.Mutex
+	ttl time.Duration // 0: nothing is cached
+	m   map[string]cachedClient
 	// gen counts this Store's client writes. A read remembers gen before it
 	// queries and caches its result only if gen is unchanged, so a read that
 	// overlapped a write (and may have seen the old row) is not kept.
@@ -74,19 +75,26 @@ func (c *clientCache) get(id string) (*store.Client, uint64) {
 // put caches a copy of cl, read from the database when the generation was
 // gen.
 func (c *clientCache) put(cl *store.Client, gen uint64) {
-	if c.ttl <= 0 {
-		return
-	}
-	e := cachedClient{c: cloneClient(cl), until: c.now().Add(c.ttl)}
+	cp, now := cloneClient(cl), c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen || c.ttl <= 0 {
 		return
 	}
+	e := cachedClient{c: cp, until: now.Add(c.ttl)}
 	if len(c.m) >= maxCachedClients {
 		clear(c.m)
 	}
 	c.m[cl.ID] = e
+}
+
+// setTTL changes the TTL and forgets what is cached.
+func (c *clientCache) setTTL(ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ttl = max(ttl, 0)
+	c.gen++
+	clear(c.m)
 }
 
 // invalidate drops id (every client when id is "") after a write, and

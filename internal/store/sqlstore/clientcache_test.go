@@ -160,3 +160,40 @@ func TestClientCacheOwnWritesRace(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCacheOff: with SetClientCacheTTL(0) (client_cache_ttl: 0s)
+// every read goes to the database, so another handle's writes are seen at
+// once.
+func TestClientCacheOff(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := t.Context()
+			s1 := e.open(t)
+			s1.SetClientCacheTTL(0)
+			s2, err := s1.Reopen(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s2.Close() })
+			c := cacheTestClient("v1")
+			if err := s1.CreateClient(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s1.GetClient(ctx, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s2.UpdateClient(ctx, c.ID, func(c *store.Client) error { c.Name = "v2"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s1.GetClient(ctx, c.ID); err != nil || got.Name != "v2" {
+				t.Fatalf("cache off: got %v %v, want v2 at once", got, err)
+			}
+			if err := s2.DeleteClient(ctx, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s1.GetClient(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("cache off, deleted elsewhere: got %v, want ErrNotFound at once", err)
+			}
+		})
+	}
+}

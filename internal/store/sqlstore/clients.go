@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -61,7 +62,8 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 }
 
 // GetClient returns store.ErrNotFound for an unknown id. Records are
-// cached for up to ClientCacheTTL (clientcache.go).
+// cached for up to ClientCacheTTL, or what SetClientCacheTTL set
+// (clientcache.go).
 func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error) {
 	cached, gen := s.clients.get(id)
 	if cached != nil {
@@ -74,6 +76,10 @@ func (s *Store) GetClient(ctx context.Context, id string) (*store.Client, error)
 	s.clients.put(c, gen)
 	return c, nil
 }
+
+// SetClientCacheTTL sets how long client records are cached (0: not at
+// all; the default is ClientCacheTTL) and empties the cache.
+func (s *Store) SetClientCacheTTL(ttl time.Duration) { s.clients.setTTL(ttl) }
 
 // getClient reads one client; suffix is "" or the dialect's FOR UPDATE.
 func (s *Store) getClient(ctx context.Context, q querier, id, suffix string) (*store.Client, error) {
