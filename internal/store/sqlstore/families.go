@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
@@ -152,9 +155,12 @@ func (s *Store) rotateFamily(ctx context.Context, id string, from int64, now, id
 		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(ev.Time), ev.Type, ev.UserID, ev.ClientID, ev.FamilyID, ev.Reason, ev.Detail).Scan(&ev.ID)
 	}
 	var err error
-	if ev == nil {
+	switch {
+	case s.d == postgresDialect:
+		err = s.rotateFamilyPG(ctx, id, from, now, idleExpiresAt, ev, &matched)
+	case ev == nil:
 		err = s.writes.do(s.db.ctx(ctx), rotate)
-	} else {
+	default:
 		// Two statements: alone they need a transaction of their own.
 		err = s.writes.doTx(s.db.ctx(ctx), func(ctx context.Context, tx *sql.Tx) error {
 			return rotate(ctx, txQuerier{tx, s.stmts})
@@ -170,6 +176,51 @@ func (s *Store) rotateFamily(ctx context.Context, id string, from int64, now, id
 		}
 	}
 	return s.wrap(err, "rotate family %q from generation %d", id, from)
+}
+
+// rotateFamilyAuditedPG is the rotation and, if it matched, its audit
+// event in one PostgreSQL statement, so that the write queue can pipeline
+// it (pipeline.go). No row: the rotation matched nothing.
+const rotateFamilyAuditedPG = `WITH r AS (
+	UPDATE families
+	SET generation = generation + 1, rotated_at = $1, last_used_at = $2, idle_expires_at = $3
+	WHERE id = $4 AND generation = $5 AND revoked_at = 0
+	RETURNING id)
+INSERT INTO audit_events (at, event_type, user_id, client_id, family_id, reason, detail)
+SELECT $6::BIGINT, $7::TEXT, $8::TEXT, $9::TEXT, $10::TEXT, $11::TEXT, $12::TEXT FROM r
+RETURNING id`
+
+// rotateFamilyPG is rotateFamily's write on PostgreSQL: one statement, with
+// the audit event (ev != nil) or without, queued in pipeline form. matched
+// is set to nil or store.ErrNotFound (no live row at generation from).
+func (s *Store) rotateFamilyPG(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time, ev *store.AuditEvent, matched *error) error {
+	if ev == nil {
+		query, args := s.d.rebind(rotateFamilySQL), []any{ms(now), ms(now), ms(idleExpiresAt), id, from}
+		op := func(ctx context.Context, q querier) error {
+			res, err := q.ExecContext(ctx, query, args...)
+			if err == nil {
+				*matched = mustAffect(res)
+			}
+			return err
+		}
+		pg := &pgStmt{query: query, args: args, tag: func(t pgconn.CommandTag) { *matched = mustAffect(tagResult{t.RowsAffected()}) }}
+		return s.writes.doStmt(s.db.ctx(ctx), op, pg)
+	}
+	args := []any{ms(now), ms(now), ms(idleExpiresAt), id, from, ms(ev.Time), ev.Type, ev.UserID, ev.ClientID, ev.FamilyID, ev.Reason, ev.Detail}
+	scan := func(err error) error {
+		switch {
+		case err == nil:
+			*matched = nil
+		case errors.Is(err, sql.ErrNoRows), errors.Is(err, pgx.ErrNoRows):
+			*matched, err = store.ErrNotFound, nil
+		}
+		return err
+	}
+	op := func(ctx context.Context, q querier) error {
+		return scan(q.QueryRowContext(ctx, rotateFamilyAuditedPG, args...).Scan(&ev.ID))
+	}
+	pg := &pgStmt{query: rotateFamilyAuditedPG, args: args, row: func(r pgx.Row) error { return scan(r.Scan(&ev.ID)) }}
+	return s.writes.doStmt(s.db.ctx(ctx), op, pg)
 }
 
 const rotateFamilySQL = `UPDATE families

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
@@ -69,9 +71,15 @@ func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(*store.
 // every append. It returns once e is committed; concurrent appends share
 // one commit (writequeue.go).
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
-	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(e.Time), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail).Scan(&e.ID)
-	})
+	query, args := s.d.rebind(insertAuditSQL), []any{ms(e.Time), e.Type, e.UserID, e.ClientID, e.FamilyID, e.Reason, e.Detail}
+	op := func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, query, args...).Scan(&e.ID)
+	}
+	var pg *pgStmt
+	if s.d == postgresDialect {
+		pg = &pgStmt{query: query, args: args, row: func(r pgx.Row) error { return r.Scan(&e.ID) }}
+	}
+	err := s.writes.doStmt(s.db.ctx(ctx), op, pg)
 	return s.wrap(err, "append audit %q", e.Type)
 }
 

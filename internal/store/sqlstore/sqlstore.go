@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,6 +53,9 @@ type Store struct {
 	writes *writeQueue
 	// clients caches client records (clientcache.go).
 	clients *clientCache
+	// pipelineTried and pipelined count the batches sent as one pipeline
+	// and those committed that way (PostgreSQL; pipeline.go), for tests.
+	pipelineTried, pipelined atomic.Int64
 }
 
 // Pool defaults. They can be changed through DB().
@@ -412,11 +416,16 @@ func (s *Store) txDirect(ctx context.Context, fn func(ctx context.Context, tx *s
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
 	q := s.d.rebind(query)
-	err := s.writes.do(s.db.ctx(ctx), func(ctx context.Context, qr querier) error {
+	op := func(ctx context.Context, qr querier) error {
 		var err error
 		res, err = qr.ExecContext(ctx, q, args...)
 		return err
-	})
+	}
+	var pg *pgStmt
+	if s.d == postgresDialect {
+		pg = &pgStmt{query: q, args: args, tag: func(t pgconn.CommandTag) { res = tagResult{t.RowsAffected()} }}
+	}
+	err := s.writes.doStmt(s.db.ctx(ctx), op, pg)
 	return res, err
 }
 

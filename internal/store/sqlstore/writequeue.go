@@ -45,6 +45,7 @@ type writeOp func(ctx context.Context, q querier) error
 type writeReq struct {
 	op   writeOp                                     // one statement, or
 	txfn func(ctx context.Context, tx *sql.Tx) error // a transaction (Store.tx)
+	pg   *pgStmt                                     // op's statement in pipeline form (PostgreSQL; pipeline.go)
 	done chan error                                  // buffered (1): the writer never blocks on it
 }
 
@@ -68,7 +69,14 @@ func newWriteQueue(s *Store) *writeQueue {
 // op runs even if ctx ends: whether a rotation or an audit record is stored
 // must not depend on whether the client waited for the answer.
 func (w *writeQueue) do(ctx context.Context, op writeOp) error {
-	return w.enqueue(ctx, op, nil)
+	return w.enqueue(ctx, op, nil, nil)
+}
+
+// doStmt is do for a write that is one statement, pg, which op runs: on
+// PostgreSQL a batch of such writes is pipelined (pipeline.go). pg may be
+// nil (SQLite).
+func (w *writeQueue) doStmt(ctx context.Context, op writeOp, pg *pgStmt) error {
+	return w.enqueue(ctx, op, nil, pg)
 }
 
 // doTx queues fn, a transaction: alone it runs in its own transaction, in a
@@ -76,25 +84,25 @@ func (w *writeQueue) do(ctx context.Context, op writeOp) error {
 // which is then replayed one write at a time, so fn's error (and the
 // rollback of what fn wrote) stays its own.
 func (w *writeQueue) doTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	return w.enqueue(ctx, nil, fn)
+	return w.enqueue(ctx, nil, fn, nil)
 }
 
-func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error) error {
+func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error, pg *pgStmt) error {
 	select {
 	case <-w.stop:
 		return errStoreClosed
 	default:
 	}
 	r := writeReqPool.Get().(*writeReq)
-	r.op, r.txfn = op, txfn
+	r.op, r.txfn, r.pg = op, txfn, pg
 	select {
 	case w.queue <- r:
 	case <-w.stop:
-		r.op, r.txfn = nil, nil
+		r.op, r.txfn, r.pg = nil, nil, nil
 		writeReqPool.Put(r)
 		return errStoreClosed
 	case <-ctx.Done():
-		r.op, r.txfn = nil, nil
+		r.op, r.txfn, r.pg = nil, nil, nil
 		writeReqPool.Put(r)
 		return ctx.Err()
 	}
@@ -108,7 +116,7 @@ func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx cont
 			err = errStoreClosed
 		}
 	}
-	r.op, r.txfn = nil, nil
+	r.op, r.txfn, r.pg = nil, nil, nil
 	writeReqPool.Put(r)
 	return err
 }
@@ -163,7 +171,16 @@ func (w *writeQueue) drain(batch *[]*writeReq) {
 // whole is replayed one write at a time, so a failing write fails alone.
 func (w *writeQueue) write(batch []*writeReq) {
 	ctx := context.Background()
-	if len(batch) > 1 {
+	if len(batch) > 1 && w.s.d == postgresDialect && pipelinable(batch) {
+		w.s.pipelineTried.Add(1)
+		if err := w.s.pipeline(ctx, batch); err == nil {
+			w.s.pipelined.Add(1)
+			for _, r := range batch {
+				r.done <- nil
+			}
+			return
+		}
+	} else if len(batch) > 1 {
 		err := w.s.txDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			q := txQuerier{tx, w.s.stmts}
 			for _, r := range batch {
