@@ -71,57 +71,55 @@ func (s *Store) GetFamily(ctx context.Context, id string) (*store.Family, error)
 	return f, s.wrap(err, "get family %q", id)
 }
 
-// familyUserSQL reads a family and its user in one statement.
-var familyUserSQL = "SELECT " + familyTable.qualified("f") + ", " + userTable.qualified("u") +
-	" FROM families f JOIN users u ON u.id = f.user_id WHERE f.id = ?"
+// The family-with-user reads: the family's and its user's columns (then
+// any extra), joined on the family id.
+var (
+	familyUserCols = familyTable.qualified("f") + ", " + userTable.qualified("u")
+	familyUserFrom = " FROM families f JOIN users u ON u.id = f.user_id WHERE f.id = ?"
+	familyUserSQL  = "SELECT " + familyUserCols + familyUserFrom
+	// accessStateSQL adds the access token's revocation (its jti is the
+	// first argument).
+	accessStateSQL = "SELECT " + familyUserCols + ", EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = ?)" + familyUserFrom
+)
 
 // GetFamilyWithUser returns the family and its user, read in one query
 // (one read transaction instead of two on the refresh grant's and
 // introspection's hot path). The user is nil when it no longer exists;
 // store.ErrNotFound for an unknown family.
 func (s *Store) GetFamilyWithUser(ctx context.Context, id string) (*store.Family, *store.User, error) {
-	fd, family := familyDests()
-	ud, user := userDests()
-	err := s.q().QueryRowContext(ctx, s.d.rebind(familyUserSQL), id).Scan(append(fd, ud...)...)
-	if errors.Is(err, sql.ErrNoRows) {
-		// No family, or a family whose user is gone (users are deleted
-		// without their families only by hand; the row then stays until
-		// the sweeper ends it).
-		f, err := s.GetFamily(ctx, id)
-		return f, nil, err
-	}
-	if err != nil {
-		return nil, nil, s.wrap(err, "get family %q with user", id)
-	}
-	return family(), user(), nil
+	f, u, _, err := s.readFamilyUser(ctx, id, familyUserSQL, []any{id})
+	return f, u, err
 }
-
-// accessStateSQL is familyUserSQL plus the access token's revocation.
-var accessStateSQL = "SELECT " + familyTable.qualified("f") + ", " + userTable.qualified("u") +
-	", EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = ?)" +
-	" FROM families f JOIN users u ON u.id = f.user_id WHERE f.id = ?"
 
 // GetAccessTokenState reads an access token's family, the family's user
 // and whether jti is revoked in one query (introspection and userinfo).
 func (s *Store) GetAccessTokenState(ctx context.Context, familyID, jti string) (*store.Family, *store.User, bool, error) {
+	var revoked bool
+	f, u, orphan, err := s.readFamilyUser(ctx, familyID, accessStateSQL, []any{jti, familyID}, &revoked)
+	if err == nil && orphan {
+		revoked, err = s.AccessTokenRevoked(ctx, jti)
+	}
+	return f, u, revoked, err
+}
+
+// readFamilyUser runs query (one of the family-with-user reads, with args)
+// for family id, scanning its extra columns into extra. When it finds no
+// row, because there is no such family or because the family's user is gone
+// (users are deleted without their families only by hand; the row then
+// stays until the sweeper ends it), it reads the family alone and reports
+// orphan: the user is nil and extra was not scanned.
+func (s *Store) readFamilyUser(ctx context.Context, id, query string, args []any, extra ...any) (f *store.Family, u *store.User, orphan bool, err error) {
 	fd, family := familyDests()
 	ud, user := userDests()
-	var revoked bool
-	dests := append(append(fd, ud...), &revoked)
-	err := s.q().QueryRowContext(ctx, s.d.rebind(accessStateSQL), jti, familyID).Scan(dests...)
+	err = s.q().QueryRowContext(ctx, s.d.rebind(query), args...).Scan(append(append(fd, ud...), extra...)...)
 	if errors.Is(err, sql.ErrNoRows) {
-		// No family, or an orphan family (see GetFamilyWithUser).
-		f, err := s.GetFamily(ctx, familyID)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		revoked, err := s.AccessTokenRevoked(ctx, jti)
-		return f, nil, revoked, err
+		f, err = s.GetFamily(ctx, id)
+		return f, nil, true, err
 	}
 	if err != nil {
-		return nil, nil, false, s.wrap(err, "get access token state %q", familyID)
+		return nil, nil, false, s.wrap(err, "get family %q with user", id)
 	}
-	return family(), user(), revoked, nil
+	return family(), user(), false, nil
 }
 
 // RotateFamily is one compare-and-swap UPDATE: it only matches a live row
@@ -144,27 +142,11 @@ func (s *Store) rotateFamily(ctx context.Context, id string, from int64, now, id
 	// share one commit. Of two rotations of one family in one batch the
 	// second matches nothing, as in two transactions.
 	var matched error
-	rotate := func(ctx context.Context, q querier) error {
-		res, err := q.ExecContext(ctx, s.d.rebind(rotateFamilySQL), ms(now), ms(now), ms(idleExpiresAt), id, from)
-		if err != nil {
-			return err
-		}
-		if matched = mustAffect(res); matched != nil || ev == nil {
-			return nil
-		}
-		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(ev.Time), ev.Type, ev.UserID, ev.ClientID, ev.FamilyID, ev.Reason, ev.Detail).Scan(&ev.ID)
-	}
 	var err error
-	switch {
-	case s.d == postgresDialect:
+	if s.d == postgresDialect {
 		err = s.rotateFamilyPG(ctx, id, from, now, idleExpiresAt, ev, &matched)
-	case ev == nil:
-		err = s.writes.do(s.db.ctx(ctx), rotate)
-	default:
-		// Two statements: alone they need a transaction of their own.
-		err = s.writes.doTx(s.db.ctx(ctx), func(ctx context.Context, tx *sql.Tx) error {
-			return rotate(ctx, txQuerier{tx, s.stmts})
-		})
+	} else {
+		err = s.rotateFamilySQLite(ctx, id, from, now, idleExpiresAt, ev, &matched)
 	}
 	if err == nil {
 		err = matched
@@ -176,6 +158,30 @@ func (s *Store) rotateFamily(ctx context.Context, id string, from int64, now, id
 		}
 	}
 	return s.wrap(err, "rotate family %q from generation %d", id, from)
+}
+
+// rotateFamilySQLite is rotateFamily's write on SQLite: the UPDATE and,
+// when it matched and ev != nil, the INSERT of ev, in one transaction (its
+// own, or the write queue's batch). matched is set to nil or
+// store.ErrNotFound (no live row at generation from).
+func (s *Store) rotateFamilySQLite(ctx context.Context, id string, from int64, now, idleExpiresAt time.Time, ev *store.AuditEvent, matched *error) error {
+	rotate := func(ctx context.Context, q querier) error {
+		res, err := q.ExecContext(ctx, s.d.rebind(rotateFamilySQL), ms(now), ms(now), ms(idleExpiresAt), id, from)
+		if err != nil {
+			return err
+		}
+		if *matched = mustAffect(res); *matched != nil || ev == nil {
+			return nil
+		}
+		return q.QueryRowContext(ctx, s.d.rebind(insertAuditSQL), ms(ev.Time), ev.Type, ev.UserID, ev.ClientID, ev.FamilyID, ev.Reason, ev.Detail).Scan(&ev.ID)
+	}
+	if ev == nil {
+		return s.writes.do(s.db.ctx(ctx), rotate)
+	}
+	// Two statements: alone they need a transaction of their own.
+	return s.writes.doTx(s.db.ctx(ctx), func(ctx context.Context, tx *sql.Tx) error {
+		return rotate(ctx, txQuerier{tx, s.stmts})
+	})
 }
 
 // rotateFamilyAuditedPG is the rotation and, if it matched, its audit

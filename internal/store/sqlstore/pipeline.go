@@ -29,7 +29,7 @@ type pgStmt struct {
 	query string // with $n placeholders
 	args  []any
 	tag   func(pgconn.CommandTag)
-	row   func(pgx.Row) error // scans the statement's single row
+	row   func(pgx.Row) error // scans the statement's row; a statement that may return none handles pgx.ErrNoRows itself
 }
 
 // pipelinable reports whether every write of batch can be pipelined.
@@ -80,7 +80,7 @@ func readPipeline(br pgx.BatchResults, batch []*writeReq) error {
 	}
 	for _, r := range batch {
 		if r.pg.row != nil {
-			if err := r.pg.row(br.QueryRow()); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			if err := r.pg.row(br.QueryRow()); err != nil {
 				return err
 			}
 			continue
