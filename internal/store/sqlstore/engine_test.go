@@ -36,7 +36,8 @@ func TestSQLiteSettings(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"busy_timeout", "10000"},
 		{"foreign_keys", "1"},
-		{"synchronous", "1"}, // NORMAL
+		{"synchronous", "1"},        // NORMAL
+		{"wal_autocheckpoint", "0"}, // the store checkpoints (checkpoint.go)
 	} {
 		var got string
 		if err := conn.QueryRowContext(t.Context(), "PRAGMA "+tc.pragma).Scan(&got); err != nil {

@@ -31,3 +31,25 @@ func (s *Store) QueuedWrites() int { return len(s.writes.queue) }
 // SetClientCacheClock replaces the client cache's clock (call it before the
 // store is used), so tests can step over ClientCacheTTL.
 func (s *Store) SetClientCacheClock(now func() time.Time) { s.clients.now = now }
+
+// RestartCheckpointer replaces the store's WAL checkpointer with one that
+// runs every interval (SQLite files only).
+func (s *Store) RestartCheckpointer(interval time.Duration) {
+	s.ckpt.close()
+	s.ckpt = newCheckpointer(s, interval)
+}
+
+// CheckpointNow runs one checkpoint (background passes, then the writer's
+// final pass) and returns when it is done.
+func (s *Store) CheckpointNow() { s.ckpt.checkpoint() }
+
+// Checkpoints is how many background and final passes have run.
+func (s *Store) Checkpoints() (passes, finals int64) {
+	return s.ckpt.passes.Load(), s.ckpt.finals.Load()
+}
+
+// WALCheckpoint runs one PASSIVE checkpoint: the WAL's size in frames and
+// how many of them are copied to the database file.
+func (s *Store) WALCheckpoint(ctx context.Context) (log, copied int, err error) {
+	return s.walCheckpoint(ctx)
+}

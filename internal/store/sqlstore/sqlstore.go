@@ -53,6 +53,8 @@ type Store struct {
 	writes *writeQueue
 	// clients caches client records (clientcache.go).
 	clients *clientCache
+	// ckpt checkpoints the WAL (file-backed SQLite only; checkpoint.go).
+	ckpt *checkpointer
 	// pipelineTried and pipelined count the batches sent as one pipeline
 	// and those committed that way (PostgreSQL; pipeline.go), for tests.
 	pipelineTried, pipelined atomic.Int64
@@ -95,6 +97,9 @@ const (
 // synchronous=NORMAL (durable under WAL except for the last commits on power
 // loss) and BEGIN IMMEDIATE for write transactions, so a transaction never
 // has to upgrade a read lock to a write lock (which fails without waiting).
+// SQLite's automatic checkpoint is off: a file-backed Store checkpoints the
+// WAL in the background, once a second while it is written to
+// (checkpoint.go).
 //
 // Pool defaults: SQLite 8 open connections, never closed while idle;
 // PostgreSQL 10 open (all may stay idle), closed after 5 minutes idle and
@@ -147,6 +152,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("sqlstore: connect to %s: %w", d.name, err)
 	}
 	s.writes = newWriteQueue(s)
+	if d == sqliteDialect && !isSQLiteMemory(dsn) {
+		s.ckpt = newCheckpointer(s, checkpointInterval)
+	}
 	return s, nil
 }
 
@@ -175,6 +183,9 @@ func sqliteDSN(path string) string {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// The Store checkpoints the WAL itself, off the commit path
+	// (checkpoint.go).
+	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Set("_txlock", "immediate")
 	sep := "?"
 	if strings.Contains(path, "?") {
@@ -212,6 +223,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	if s.ckpt != nil {
+		s.ckpt.close()
+	}
 	if s.writes != nil {
 		s.writes.close()
 	}

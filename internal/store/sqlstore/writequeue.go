@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -46,6 +47,7 @@ type writeReq struct {
 	op   writeOp                                     // one statement, or
 	txfn func(ctx context.Context, tx *sql.Tx) error // a transaction (Store.tx)
 	pg   *pgStmt                                     // op's statement in pipeline form (PostgreSQL; pipeline.go)
+	ckpt bool                                        // the final checkpoint pass (checkpoint.go), run after the batch
 	done chan error                                  // buffered (1): the writer never blocks on it
 }
 
@@ -57,6 +59,9 @@ type writeQueue struct {
 	stop   chan struct{} // closed by close: no new writes
 	exited chan struct{} // closed when the writer has returned
 	once   sync.Once
+	// commits counts the batches written, so the checkpointer knows
+	// whether there is anything to checkpoint.
+	commits atomic.Int64
 }
 
 func newWriteQueue(s *Store) *writeQueue {
@@ -87,22 +92,32 @@ func (w *writeQueue) doTx(ctx context.Context, fn func(ctx context.Context, tx *
 	return w.enqueue(ctx, nil, fn, nil)
 }
 
+// finalCheckpoint has the writer run a checkpoint pass between two
+// batches, with no commit in flight (checkpoint.go).
+func (w *writeQueue) finalCheckpoint(ctx context.Context) error {
+	return w.enqueueReq(ctx, func(r *writeReq) { r.ckpt = true })
+}
+
 func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error, pg *pgStmt) error {
+	return w.enqueueReq(ctx, func(r *writeReq) { r.op, r.txfn, r.pg = op, txfn, pg })
+}
+
+func (w *writeQueue) enqueueReq(ctx context.Context, set func(r *writeReq)) error {
 	select {
 	case <-w.stop:
 		return errStoreClosed
 	default:
 	}
 	r := writeReqPool.Get().(*writeReq)
-	r.op, r.txfn, r.pg = op, txfn, pg
+	set(r)
 	select {
 	case w.queue <- r:
 	case <-w.stop:
-		r.op, r.txfn, r.pg = nil, nil, nil
+		r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
 		writeReqPool.Put(r)
 		return errStoreClosed
 	case <-ctx.Done():
-		r.op, r.txfn, r.pg = nil, nil, nil
+		r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
 		writeReqPool.Put(r)
 		return ctx.Err()
 	}
@@ -116,7 +131,7 @@ func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx cont
 			err = errStoreClosed
 		}
 	}
-	r.op, r.txfn, r.pg = nil, nil, nil
+	r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
 	writeReqPool.Put(r)
 	return err
 }
@@ -169,7 +184,36 @@ func (w *writeQueue) drain(batch *[]*writeReq) {
 
 // write commits batch and answers each request. A batch that fails as a
 // whole is replayed one write at a time, so a failing write fails alone.
+// Checkpoint requests run after the batch's commit.
 func (w *writeQueue) write(batch []*writeReq) {
+	var ckpts []*writeReq
+	if n := len(batch); n > 0 {
+		writes := batch[:0]
+		for _, r := range batch {
+			if r.ckpt {
+				ckpts = append(ckpts, r)
+			} else {
+				writes = append(writes, r)
+			}
+		}
+		batch = writes
+		if len(batch) < n {
+			defer func() {
+				_, _, err := w.s.walCheckpoint(context.Background())
+				for _, r := range ckpts {
+					r.done <- err
+				}
+			}()
+		}
+	}
+	if len(batch) == 0 {
+		return
+	}
+	w.commits.Add(1)
+	w.commitBatch(batch)
+}
+
+func (w *writeQueue) commitBatch(batch []*writeReq) {
 	ctx := context.Background()
 	if len(batch) > 1 && w.s.d == postgresDialect && pipelinable(batch) {
 		w.s.pipelineTried.Add(1)

@@ -1,0 +1,123 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/store"
+	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
+	"github.com/latchkey-dev/latchkey/internal/testdb"
+)
+
+// walFrameBytes is one WAL frame: a 4 KiB page and its 24-byte header.
+const walFrameBytes = 4096 + 24
+
+// A checkpoint taken while writes continue leaves the WAL fully copied, so
+// the next commit restarts it from the beginning (checkpoint.go): without
+// the writer's final pass, the frames committed during the background
+// passes would stay uncopied and the WAL would only ever grow.
+func TestCheckpointRestartsWAL(t *testing.T) {
+	ctx := context.Background()
+	path := testdb.SQLitePath(t)
+	s, err := sqlstore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.RestartCheckpointer(time.Hour) // only the checkpoint below
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ev := &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt", FamilyID: fmt.Sprintf("f%d-%d", w, i)}
+				if err := s.AppendAudit(ctx, ev); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(time.Minute)
+	for walSize() < 2<<20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := walSize() / walFrameBytes
+	if before < 256 {
+		close(stop)
+		wg.Wait()
+		t.Fatalf("the WAL holds %d frames after a minute of writes, want autocheckpoint off", before)
+	}
+	s.CheckpointNow() // while the writers go on
+	close(stop)
+	wg.Wait()
+
+	log, copied, err := s.WALCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(log) >= before/2 {
+		t.Errorf("after the checkpoint the WAL holds %d frames (%d before it): it was not restarted", log, before)
+	}
+	if copied != log {
+		t.Errorf("%d of %d frames copied with no writer running", copied, log)
+	}
+	if passes, finals := s.Checkpoints(); passes < 1 || finals != 1 {
+		t.Errorf("%d background passes and %d final passes, want at least 1 and 1", passes, finals)
+	}
+	got, err := s.ListAudit(ctx, store.AuditFilter{UserID: "ckpt", Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("events after the checkpoint: %v %v", got, err)
+	}
+}
+
+// The checkpointer runs by itself once something was written, and not
+// again until something more is.
+func TestCheckpointerRunsAfterWrites(t *testing.T) {
+	ctx := context.Background()
+	s := testdb.SQLite(t)
+	s.RestartCheckpointer(10 * time.Millisecond)
+	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, finals := s.Checkpoints(); finals == 0; _, finals = s.Checkpoints() {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint within 10s of a write")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p1, f1 := s.Checkpoints()
+	time.Sleep(100 * time.Millisecond) // ten intervals with nothing written
+	if p2, f2 := s.Checkpoints(); p2 != p1 || f2 != f1 {
+		t.Errorf("checkpointed again with nothing written: passes %d -> %d, finals %d -> %d", p1, p2, f1, f2)
+	}
+	log, _, err := s.WALCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log != 0 {
+		// The final pass copied everything; nothing was written since.
+		n, c, _ := s.WALCheckpoint(ctx)
+		if n != c {
+			t.Errorf("WAL %d frames, %d copied, after the checkpointer ran", n, c)
+		}
+	}
+}
