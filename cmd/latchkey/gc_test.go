@@ -1,0 +1,57 @@
+package main
+
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+)
+
+func TestServeGCLimit(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int64
+	}{
+		{0, serveGCMinLimit},
+		{10 << 20, serveGCMinLimit},
+		{16 << 20, serveGCMinLimit},
+		{50 << 20, 200 << 20},
+		{1 << 30, 4 << 30},
+	} {
+		if got := serveGCLimit(tc.live); got != tc.want {
+			t.Errorf("serveGCLimit(%d) = %d, want %d", tc.live, got, tc.want)
+		}
+	}
+}
+
+// tuneGC sets GOGC=400 and the memory limit, and leaves both alone when
+// the operator set GOGC or GOMEMLIMIT.
+func TestTuneGC(t *testing.T) {
+	prevPercent := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(prevPercent); debug.SetMemoryLimit(prevLimit) })
+	current := func() (int, int64) {
+		p := debug.SetGCPercent(100)
+		debug.SetGCPercent(p)
+		return p, debug.SetMemoryLimit(-1)
+	}
+
+	for _, name := range []string{"GOGC", "GOMEMLIMIT"} {
+		stop := tuneGC(func(k string) string {
+			if k == name {
+				return "200"
+			}
+			return ""
+		})
+		stop()
+		if p, l := current(); p != 100 || l != math.MaxInt64 {
+			t.Errorf("with %s set: GOGC %d, limit %d; want them untouched", name, p, l)
+		}
+	}
+
+	stop := tuneGC(func(string) string { return "" })
+	p, l := current()
+	stop()
+	if p != serveGCPercent || l != serveGCMinLimit {
+		t.Errorf("GOGC %d, limit %d; want %d and %d", p, l, serveGCPercent, serveGCMinLimit)
+	}
+}
