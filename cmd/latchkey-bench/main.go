@@ -127,9 +127,12 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.StringVar(&o.label, "label", "", `free text stored in the result (e.g. "sqlite ES256"); summarize groups runs by it`)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
-			"       latchkey-bench summarize RESULT.json ...\n\n"+
+			"       latchkey-bench summarize RESULT.json ...\n"+
+			"       latchkey-bench trace TRACE\n\n"+
 			"Measures a token endpoint on THIS machine (loopback addresses only).\n"+
-			"summarize prints the medians of several -json results, grouped by -label, mode and -c.\n\n")
+			"summarize prints the medians of several -json results, grouped by -label, mode and -c.\n"+
+			"trace splits the request cycles of a Go execution trace of the server (/debug/pprof/trace) into\n"+
+			"running, runnable and waiting time, for the median and the slowest 1%.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -209,6 +212,9 @@ func (o *options) validate() error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
 	if len(args) > 0 && args[0] == "summarize" {
 		return summarize(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "trace" {
+		return traceCmd(args[1:], stdout) // trace.go
 	}
 	o, err := parseFlags(args, stderr, lookup)
 	if err != nil {
