@@ -74,14 +74,14 @@ func newWriteQueue(s *Store) *writeQueue {
 // op runs even if ctx ends: whether a rotation or an audit record is stored
 // must not depend on whether the client waited for the answer.
 func (w *writeQueue) do(ctx context.Context, op writeOp) error {
-	return w.enqueue(ctx, op, nil, nil)
+	return w.enqueue(ctx, op, nil, nil, false)
 }
 
 // doStmt is do for a write that is one statement, pg, which op runs: on
 // PostgreSQL a batch of such writes is pipelined (pipeline.go). pg may be
 // nil (SQLite).
 func (w *writeQueue) doStmt(ctx context.Context, op writeOp, pg *pgStmt) error {
-	return w.enqueue(ctx, op, nil, pg)
+	return w.enqueue(ctx, op, nil, pg, false)
 }
 
 // doTx queues fn, a transaction: alone it runs in its own transaction, in a
@@ -89,27 +89,23 @@ func (w *writeQueue) doStmt(ctx context.Context, op writeOp, pg *pgStmt) error {
 // which is then replayed one write at a time, so fn's error (and the
 // rollback of what fn wrote) stays its own.
 func (w *writeQueue) doTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	return w.enqueue(ctx, nil, fn, nil)
+	return w.enqueue(ctx, nil, fn, nil, false)
 }
 
 // finalCheckpoint has the writer run a checkpoint pass between two
 // batches, with no commit in flight (checkpoint.go).
 func (w *writeQueue) finalCheckpoint(ctx context.Context) error {
-	return w.enqueueReq(ctx, func(r *writeReq) { r.ckpt = true })
+	return w.enqueue(ctx, nil, nil, nil, true)
 }
 
-func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error, pg *pgStmt) error {
-	return w.enqueueReq(ctx, func(r *writeReq) { r.op, r.txfn, r.pg = op, txfn, pg })
-}
-
-func (w *writeQueue) enqueueReq(ctx context.Context, set func(r *writeReq)) error {
+func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx context.Context, tx *sql.Tx) error, pg *pgStmt, ckpt bool) error {
 	select {
 	case <-w.stop:
 		return errStoreClosed
 	default:
 	}
 	r := writeReqPool.Get().(*writeReq)
-	set(r)
+	r.op, r.txfn, r.pg, r.ckpt = op, txfn, pg, ckpt
 	select {
 	case w.queue <- r:
 	case <-w.stop:
