@@ -51,14 +51,15 @@ import (
 
 // checkpointInterval is how often a SQLite Store checkpoints its WAL while
 // it is being written to. At the benchmark's peak write rate the WAL file
-// grows to ~30 MB (docs/BENCHMARKS.md, session 4).
+// grows to 57-73 MB (docs/BENCHMARKS.md, session 4).
 const checkpointInterval = time.Second
 
 // A background pass copies the frames that were in the WAL when it
 // started; the frames committed while it ran are left for the next pass.
 // Passes repeat until one takes less than checkpointQuickPass (so little
 // was committed during it), then the writer's final pass copies the rest
-// (a millisecond or two, during which no commit runs).
+// (~10 ms on session 4's machine, most of it the two syncs, during which
+// no commit runs).
 const checkpointQuickPass = 3 * time.Millisecond
 
 // maxBackgroundPasses bounds the background passes of one checkpoint: a
