@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,10 @@ import (
 
 // walFrameBytes is one WAL frame: a 4 KiB page and its 24-byte header.
 const walFrameBytes = 4096 + 24
+
+// walWriteback is the WAL writeback interval of the tests' checkpointers
+// (the server's is 50 ms).
+const walWriteback = 5 * time.Millisecond
 
 // A checkpoint taken while writes continue leaves the WAL fully copied, so
 // the next commit restarts it from the beginning (checkpoint.go): without
@@ -28,7 +33,7 @@ func TestCheckpointRestartsWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.RestartCheckpointer(time.Hour) // only the checkpoint below
+	s.RestartCheckpointer(time.Hour, walWriteback) // only the checkpoint below
 	walSize := func() int64 {
 		fi, err := os.Stat(path + "-wal")
 		if err != nil {
@@ -93,7 +98,7 @@ func TestCheckpointRestartsWAL(t *testing.T) {
 func TestCheckpointerRunsAfterWrites(t *testing.T) {
 	ctx := context.Background()
 	s := testdb.SQLite(t)
-	s.RestartCheckpointer(10 * time.Millisecond)
+	s.RestartCheckpointer(10*time.Millisecond, time.Hour)
 	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,4 +125,40 @@ func TestCheckpointerRunsAfterWrites(t *testing.T) {
 			t.Errorf("WAL %d frames, %d copied, after the checkpointer ran", n, c)
 		}
 	}
+}
+
+// While the store is written to, the WAL's writeback is started every
+// interval (Linux: sync_file_range), and not while nothing is written.
+func TestWALWriteback(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("WAL writeback uses sync_file_range, which is Linux-only")
+	}
+	ctx := context.Background()
+	s := testdb.SQLite(t)
+	s.RestartCheckpointer(time.Hour, walWriteback)
+	write := func() {
+		t.Helper()
+		if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.writeback", UserID: "wb"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.WALWritebacks() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d WAL writebacks within 10s of a write, want %d", s.WALWritebacks(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	write()
+	waitFor(1)
+	n := s.WALWritebacks()
+	time.Sleep(20 * walWriteback) // nothing written
+	if m := s.WALWritebacks(); m != n {
+		t.Errorf("%d writebacks with nothing written, want none", m-n)
+	}
+	write()
+	waitFor(n + 1)
 }

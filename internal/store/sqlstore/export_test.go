@@ -33,11 +33,15 @@ func (s *Store) QueuedWrites() int { return len(s.writes.queue) }
 func (s *Store) SetClientCacheClock(now func() time.Time) { s.clients.now = now }
 
 // RestartCheckpointer replaces the store's WAL checkpointer with one that
-// runs every interval (SQLite files only).
-func (s *Store) RestartCheckpointer(interval time.Duration) {
+// checkpoints every interval and starts the WAL's writeback every writeback
+// (SQLite files only).
+func (s *Store) RestartCheckpointer(interval, writeback time.Duration) {
 	s.ckpt.close()
-	s.ckpt = newCheckpointer(s, interval)
+	s.ckpt = newCheckpointer(s, interval, writeback)
 }
+
+// WALWritebacks is how many writebacks of the WAL file were started.
+func (s *Store) WALWritebacks() int64 { return s.ckpt.writebacks.Load() }
 
 // CheckpointNow runs one checkpoint (background passes, then the writer's
 // final pass) and returns when it is done.

@@ -153,7 +153,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.writes = newWriteQueue(s)
 	if d == sqliteDialect && !isSQLiteMemory(dsn) {
-		s.ckpt = newCheckpointer(s, checkpointInterval)
+		s.ckpt = newCheckpointer(s, checkpointInterval, walWritebackInterval)
 	}
 	return s, nil
 }

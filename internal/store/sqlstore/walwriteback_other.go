@@ -1,0 +1,12 @@
+//go:build !linux
+
+package sqlstore
+
+import (
+	"errors"
+	"os"
+)
+
+// startWriteback: sync_file_range is Linux-only; elsewhere the WAL is
+// written back by the checkpoint's sync alone (checkpoint.go).
+func startWriteback(*os.File) error { return errors.ErrUnsupported }
