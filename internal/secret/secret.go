@@ -15,7 +15,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -92,7 +94,7 @@ func HashPassword(pw string, p Argon2Params) (string, error) {
 	}
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	key := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, 32)
+	key := idKey([]byte(pw), salt, p, 32)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
@@ -133,8 +135,32 @@ func VerifyPassword(hash, pw string) bool {
 	if err != nil {
 		return false
 	}
-	got := argon2.IDKey([]byte(pw), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	got := idKey([]byte(pw), salt, p, uint32(len(key)))
 	return subtle.ConstantTimeCompare(got, key) == 1
+}
+
+// hashSlots bounds the argon2id computations that run at once to the
+// number of cores (GOMAXPROCS when the process starts). Each one keeps a
+// core busy and holds its memory (19 MiB with DefaultArgon2) until it
+// ends; Go's scheduler would otherwise run every sign-in of a burst at once,
+// interleaved, so that 50 concurrent sign-ins held ~1 GB while none
+// finished sooner. The others wait their turn.
+var hashSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+
+// hashing counts the computations running and the most seen at once (for
+// tests).
+var hashing, maxHashing atomic.Int64
+
+// idKey is argon2.IDKey in one of the hashSlots.
+func idKey(pw, salt []byte, p Argon2Params, keyLen uint32) []byte {
+	slots := hashSlots
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	n := hashing.Add(1)
+	defer hashing.Add(-1)
+	for m := maxHashing.Load(); n > m && !maxHashing.CompareAndSwap(m, n); m = maxHashing.Load() {
+	}
+	return argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, keyLen)
 }
 
 // dummyHash is verified against when a username does not exist, so that a

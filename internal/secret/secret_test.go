@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -218,4 +220,36 @@ func flipFirst(s string) string {
 		return "B" + s[1:]
 	}
 	return "A" + s[1:]
+}
+
+// Password hashes run at most len(hashSlots) at a time, however many
+// requests ask at once: each holds its argon2 memory until it ends.
+func TestHashingBounded(t *testing.T) {
+	saved := hashSlots
+	hashSlots = make(chan struct{}, 1)
+	defer func() { hashSlots = saved }()
+	maxHashing.Store(0)
+
+	p := Argon2Params{Memory: 1024, Time: 1, Threads: 1} // ~1 ms each
+	h, err := HashPassword("correct horse", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 * max(2, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for range 5 {
+				if !VerifyPassword(h, "correct horse") {
+					t.Error("the right password was refused")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := maxHashing.Load(); got != 1 {
+		t.Errorf("%d hashes ran at once with one slot, want 1", got)
+	}
+	if n := hashing.Load(); n != 0 {
+		t.Errorf("%d hashes still counted as running", n)
+	}
 }
