@@ -16,16 +16,19 @@ package main
 // The report gives the cycles' percentiles, the average split of the
 // median band (40th-60th percentile) and of the slowest 1 %, and when the
 // slowest 1 % started: clustered starts point at a stall, spread ones at
-// scheduling.
+// scheduling. With -syscalls it lists instead what stalled: long system
+// calls, stretches with nothing running, GC pauses (traceSyscalls).
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/exp/trace"
 )
@@ -164,15 +167,139 @@ func traceReport(w io.Writer, cycles []*traceCycle, first trace.Time) error {
 	return nil
 }
 
-func traceCmd(args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: latchkey-bench trace TRACE (a Go execution trace, e.g. from /debug/pprof/trace)")
+// traceStall is one entry of the -syscalls timeline.
+type traceStall struct {
+	at   float64 // ms into the trace
+	what string
+}
+
+// traceSyscalls lists, in time order, what can hold up a server on one P
+// without showing in a CPU profile: system calls of at least minSyscall
+// (with the goroutine, what it was doing and the first frames of its
+// stack), stretches of at least minIdle in which no goroutine ran, and
+// garbage-collection mark phases and stop-the-world pauses with their
+// lengths. Session 5 found the checkpoint's WAL sync slowing every other
+// system call on the core this way.
+func traceSyscalls(r io.Reader, w io.Writer, minSyscall, minIdle time.Duration) error {
+	tr, err := trace.NewReader(r)
+	if err != nil {
+		return err
 	}
-	f, err := os.Open(args[0])
+	var (
+		first, idleSince trace.Time
+		running          int
+		out              []traceStall
+		sysStart         = map[trace.GoID]trace.Time{}
+		sysSite          = map[trace.GoID]string{}
+		ranges           = map[string]trace.Time{}
+	)
+	ms := func(t trace.Time) float64 { return float64(t-first) / 1e6 }
+	for {
+		ev, err := tr.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if first == 0 {
+			first = ev.Time()
+		}
+		switch ev.Kind() {
+		case trace.EventRangeBegin, trace.EventRangeEnd:
+			name := ev.Range().Name
+			if name != "GC concurrent mark phase" && !strings.HasPrefix(name, "stop-the-world") {
+				continue
+			}
+			if ev.Kind() == trace.EventRangeBegin {
+				ranges[name] = ev.Time()
+			} else if t0, ok := ranges[name]; ok {
+				out = append(out, traceStall{ms(t0), fmt.Sprintf("%-8s %6.2f ms %s", "range", float64(ev.Time()-t0)/1e6, name)})
+				delete(ranges, name)
+			}
+		case trace.EventStateTransition:
+			st := ev.StateTransition()
+			if st.Resource.Kind != trace.ResourceGoroutine {
+				continue
+			}
+			id := st.Resource.Goroutine()
+			from, to := st.Goroutine()
+			if to == trace.GoRunning {
+				if running == 0 && idleSince != 0 && time.Duration(ev.Time()-idleSince) >= minIdle {
+					out = append(out, traceStall{ms(idleSince), fmt.Sprintf("%-8s %6.2f ms no goroutine running", "idle", float64(ev.Time()-idleSince)/1e6)})
+				}
+				running++
+			}
+			if from == trace.GoRunning {
+				if running--; running == 0 {
+					idleSince = ev.Time()
+				}
+			}
+			switch {
+			case to == trace.GoSyscall:
+				sysStart[id] = ev.Time()
+				sysSite[id] = syscallSite(ev)
+			case from == trace.GoSyscall:
+				if t0, ok := sysStart[id]; ok && time.Duration(ev.Time()-t0) >= minSyscall {
+					out = append(out, traceStall{ms(t0), fmt.Sprintf("%-8s %6.2f ms g%d, then %s: %s", "syscall", float64(ev.Time()-t0)/1e6, id, to, sysSite[id])})
+				}
+				delete(sysStart, id)
+				delete(sysSite, id)
+			}
+		}
+	}
+	if first == 0 {
+		return errors.New("trace: no events")
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at < out[j].at })
+	fmt.Fprintf(w, "system calls >= %v, no goroutine running >= %v, GC marks and stop-the-world pauses (ms into the trace):\n", minSyscall, minIdle)
+	for _, o := range out {
+		fmt.Fprintf(w, "%9.2f  %s\n", o.at, o.what)
+	}
+	return nil
+}
+
+// syscallSite describes the stack of a goroutine entering a system call:
+// the innermost frame (the call itself), then up to five frames outside
+// the runtime and syscall packages, innermost first.
+func syscallSite(ev trace.Event) string {
+	var frames []string
+	for f := range ev.Stack().Frames() {
+		name := f.Func[strings.LastIndex(f.Func, "/")+1:]
+		low := strings.HasPrefix(name, "runtime.") || strings.HasPrefix(name, "syscall.") || strings.HasPrefix(name, "unix.") || strings.HasPrefix(name, "internal/")
+		if low && len(frames) > 0 {
+			continue
+		}
+		if frames = append(frames, name); len(frames) == 6 {
+			break
+		}
+	}
+	return strings.Join(frames, " < ")
+}
+
+func traceCmd(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	syscalls := fs.Bool("syscalls", false, "list long system calls, stretches with no goroutine running and GC pauses, in time order, instead of the request-cycle report")
+	minSyscall := fs.Duration("min-syscall", 300*time.Microsecond, "with -syscalls: the shortest system call listed")
+	minIdle := fs.Duration("min-idle", 500*time.Microsecond, "with -syscalls: the shortest stretch with no goroutine running listed")
+	fs.SetOutput(stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: latchkey-bench trace [-syscalls [-min-syscall D] [-min-idle D]] TRACE (a Go execution trace, e.g. from /debug/pprof/trace)")
+	}
+	f, err := os.Open(fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if *syscalls {
+		if err := traceSyscalls(f, stdout, *minSyscall, *minIdle); err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		return nil
+	}
 	cycles, first, err := traceCycles(f)
 	if err != nil {
 		return fmt.Errorf("trace: %w", err)
