@@ -62,7 +62,8 @@ import (
 
 // checkpointInterval is how often a SQLite Store checkpoints its WAL while
 // it is being written to. At the benchmark's peak write rate the WAL file
-// grows to 57-73 MB (docs/BENCHMARKS.md, session 4).
+// grows to 57-107 MB, about a second of commits (docs/BENCHMARKS.md,
+// sessions 4 and 5).
 const checkpointInterval = time.Second
 
 // A background pass copies the frames that were in the WAL when it
