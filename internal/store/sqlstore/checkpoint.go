@@ -86,29 +86,28 @@ const maxBackgroundPasses = 2
 const walWritebackInterval = 50 * time.Millisecond
 
 type checkpointer struct {
-	s         *Store
-	every     time.Duration // checkpoints
-	writeback time.Duration // WAL writeback
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	once      sync.Once
+	s    *Store
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 	// passes and finals count background and final passes, writebacks the
 	// WAL writebacks started, for tests.
 	passes, finals, writebacks atomic.Int64
 }
 
 func newCheckpointer(s *Store, every, writeback time.Duration) *checkpointer {
-	c := &checkpointer{s: s, every: every, writeback: writeback, stop: make(chan struct{})}
+	c := &checkpointer{s: s, stop: make(chan struct{})}
 	seen := s.writes.commits.Load()
-	c.wg.Go(func() { c.run(seen) })
-	c.wg.Go(func() { c.writebackWAL(seen) })
+	c.wg.Go(func() { c.onWrites(every, seen, func() bool { c.checkpoint(); return true }) })
+	c.wg.Go(func() { c.writebackWAL(writeback, seen) })
 	return c
 }
 
-// run checkpoints every interval in which a batch was committed; seen is
-// the number of batches committed before it started.
-func (c *checkpointer) run(seen int64) {
-	t := time.NewTicker(c.every)
+// onWrites calls fn at the end of every interval in which a batch was
+// committed (seen: the number of batches committed before it started),
+// until the checkpointer stops or fn returns false.
+func (c *checkpointer) onWrites(interval time.Duration, seen int64, fn func() bool) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -118,7 +117,9 @@ func (c *checkpointer) run(seen int64) {
 		}
 		if n := c.s.writes.commits.Load(); n != seen {
 			seen = n
-			c.checkpoint()
+			if !fn() {
+				return
+			}
 		}
 	}
 }
@@ -147,33 +148,20 @@ func (c *checkpointer) checkpoint() {
 }
 
 // writebackWAL starts the kernel's writeback of the WAL file every
-// interval in which a batch was committed (seen as for run). Where that is
-// not supported (not Linux) it returns at once. A failure (the file not
-// there yet, an I/O error) is tried again the next interval: writeback only
-// saves the checkpoint work, it is never needed for correctness.
-func (c *checkpointer) writebackWAL(seen int64) {
+// interval in which a batch was committed (seen as for onWrites). Where
+// that is not supported (not Linux) it returns at once. A failure (the file
+// not there yet, an I/O error) is tried again the next interval: writeback
+// only saves the checkpoint work, it is never needed for correctness.
+func (c *checkpointer) writebackWAL(interval time.Duration, seen int64) {
 	w := walFile{s: c.s}
 	defer w.close()
-	t := time.NewTicker(c.writeback)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		}
-		n := c.s.writes.commits.Load()
-		if n == seen {
-			continue
-		}
-		seen = n
-		switch err := w.writeback(); {
-		case err == nil:
+	c.onWrites(interval, seen, func() bool {
+		err := w.writeback()
+		if err == nil {
 			c.writebacks.Add(1)
-		case errors.Is(err, errors.ErrUnsupported):
-			return
 		}
-	}
+		return !errors.Is(err, errors.ErrUnsupported)
+	})
 }
 
 // walFile is the Store's WAL file, opened for writeback. SQLite locks the
