@@ -142,9 +142,9 @@ func VerifyPassword(hash, pw string) bool {
 // hashSlots bounds the argon2id computations that run at once to the
 // number of cores (GOMAXPROCS when the process starts). Each one keeps a
 // core busy and holds its memory (19 MiB with DefaultArgon2) until it
-// ends; Go's scheduler would otherwise run every sign-in of a burst at once,
-// interleaved, so that 50 concurrent sign-ins held ~1 GB while none
-// finished sooner. The others wait their turn.
+// ends; Go's scheduler would otherwise run every check of a burst at once,
+// interleaved: 32 concurrent checks held ~0.6 GB and finished later, not
+// sooner (docs/BENCHMARKS.md, session 5). The others wait their turn.
 var hashSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 
 // hashing counts the computations running and the most seen at once (for

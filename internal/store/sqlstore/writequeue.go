@@ -53,6 +53,13 @@ type writeReq struct {
 
 var writeReqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
 
+// release clears r (so the pool holds no closures) and returns it to the
+// pool.
+func (r *writeReq) release() {
+	r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
+	writeReqPool.Put(r)
+}
+
 type writeQueue struct {
 	s      *Store
 	queue  chan *writeReq
@@ -109,12 +116,10 @@ func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx cont
 	select {
 	case w.queue <- r:
 	case <-w.stop:
-		r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
-		writeReqPool.Put(r)
+		r.release()
 		return errStoreClosed
 	case <-ctx.Done():
-		r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
-		writeReqPool.Put(r)
+		r.release()
 		return ctx.Err()
 	}
 	var err error
@@ -127,8 +132,7 @@ func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx cont
 			err = errStoreClosed
 		}
 	}
-	r.op, r.txfn, r.pg, r.ckpt = nil, nil, nil, false
-	writeReqPool.Put(r)
+	r.release()
 	return err
 }
 
