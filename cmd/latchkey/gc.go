@@ -14,11 +14,18 @@ import (
 // limit keeps the heap, and the process's memory, bounded: at least
 // serveGCMinLimit, and serveGCHeadroom times the live heap as that grows,
 // so a large live heap (many connections) never makes the collector run
-// more often than the default would.
+// more often than the default would (GOGC=100: twice the live heap).
+//
+// The limit counts only Go's memory. The process also holds SQLite's page
+// caches (~10 MiB, outside Go's heap) and the binary's mapped text (~20
+// MiB), and a burst of sign-ins allocates 19 MiB per argon2id hash: with
+// a floor of 64 MiB and four times the live heap, peak RSS reached
+// 113-119 MiB in the code-flow benchmark. 40 MiB and three times the live
+// heap keep it under 80 (docs/BENCHMARKS.md, session 6).
 const (
 	serveGCPercent  = 400
-	serveGCMinLimit = 64 << 20
-	serveGCHeadroom = 4
+	serveGCMinLimit = 40 << 20
+	serveGCHeadroom = 3
 	serveGCRetune   = 5 * time.Second
 )
 

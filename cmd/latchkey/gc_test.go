@@ -13,9 +13,9 @@ func TestServeGCLimit(t *testing.T) {
 	}{
 		{0, serveGCMinLimit},
 		{10 << 20, serveGCMinLimit},
-		{16 << 20, serveGCMinLimit},
-		{50 << 20, 200 << 20},
-		{1 << 30, 4 << 30},
+		{13 << 20, serveGCMinLimit},
+		{50 << 20, 150 << 20},
+		{1 << 30, 3 << 30},
 	} {
 		if got := serveGCLimit(tc.live); got != tc.want {
 			t.Errorf("serveGCLimit(%d) = %d, want %d", tc.live, got, tc.want)
