@@ -27,6 +27,13 @@ const (
 	serveGCMinLimit = 40 << 20
 	serveGCHeadroom = 3
 	serveGCRetune   = 5 * time.Second
+	// serveGCWindow is how many retune periods the live heap must stay
+	// high before the limit follows it: a sign-in holds a 19 MiB argon2id
+	// buffer while it hashes, so a collection that marks during one reports
+	// that much more live heap for a moment. The limit follows the smallest
+	// of the last serveGCWindow readings, so such a spike does not raise
+	// it; a lasting rise does, within serveGCWindow × serveGCRetune.
+	serveGCWindow = 3
 )
 
 // serveGCLimit is the soft memory limit for a live heap of live bytes.
@@ -49,6 +56,7 @@ func tuneGC(getenv func(string) string) (stop func()) {
 		t := time.NewTicker(serveGCRetune)
 		defer t.Stop()
 		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var w liveWindow
 		for {
 			select {
 			case <-done:
@@ -57,9 +65,27 @@ func tuneGC(getenv func(string) string) (stop func()) {
 			}
 			metrics.Read(live)
 			if live[0].Value.Kind() == metrics.KindUint64 {
-				debug.SetMemoryLimit(serveGCLimit(live[0].Value.Uint64()))
+				debug.SetMemoryLimit(serveGCLimit(w.add(live[0].Value.Uint64())))
 			}
 		}
 	}()
 	return func() { close(done); <-exited }
+}
+
+// liveWindow keeps the last serveGCWindow live-heap readings.
+type liveWindow struct {
+	last [serveGCWindow]uint64
+	n    int // readings so far
+}
+
+// add records a reading and returns the smallest of the last serveGCWindow
+// readings (of all of them while there are fewer).
+func (w *liveWindow) add(live uint64) uint64 {
+	w.last[w.n%serveGCWindow] = live
+	w.n++
+	low := live
+	for _, v := range w.last[:min(w.n, serveGCWindow)] {
+		low = min(low, v)
+	}
+	return low
 }

@@ -23,6 +23,28 @@ func TestServeGCLimit(t *testing.T) {
 	}
 }
 
+// A momentary rise of the live heap (a collection that marked during an
+// argon2id hash) does not raise the limit; a lasting one does.
+func TestLiveWindow(t *testing.T) {
+	var w liveWindow
+	steps := []struct{ live, want uint64 }{
+		{5, 5},
+		{25, 5}, // spike
+		{5, 5},
+		{6, 5},
+		{40, 5}, // a lasting rise: followed once the window holds only it
+		{41, 6},
+		{42, 40},
+		{43, 41},
+		{3, 3}, // a fall is followed at once
+	}
+	for i, s := range steps {
+		if got := w.add(s.live); got != s.want {
+			t.Errorf("step %d: add(%d) = %d, want %d", i, s.live, got, s.want)
+		}
+	}
+}
+
 // tuneGC sets GOGC=400 and the memory limit, and leaves both alone when
 // the operator set GOGC or GOMEMLIMIT.
 func TestTuneGC(t *testing.T) {
