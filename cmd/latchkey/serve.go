@@ -43,7 +43,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	log := newLogger(cfg, stderr)
+	logOut := newLogWriter(stderr) // buffered, written by one goroutine (logwriter.go)
+	defer logOut.Close()
+	log := newLogger(cfg, logOut)
 	stopPprof, err := startPprof(lookup, log) // opt-in, loopback only (pprof.go)
 	if err != nil {
 		return err
