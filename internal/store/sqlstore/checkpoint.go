@@ -61,10 +61,14 @@ import (
 )
 
 // checkpointInterval is how often a SQLite Store checkpoints its WAL while
-// it is being written to. At the benchmark's peak write rate the WAL file
-// grows to 57-107 MB, about a second of commits (docs/BENCHMARKS.md,
-// sessions 4 and 5).
-const checkpointInterval = time.Second
+// it is being written to. Each checkpoint disturbs the requests around it
+// (syncs, the writer's final pass) by much the same amount whatever it
+// copies, and two seconds of commits rewrite fewer than twice the pages of
+// one (the same index pages are hot), so every 2 s gave a tighter tail
+// than every second (p99/p50 2.8 -> 2.5 at c=16, 2.4 -> 2.2 at c=64,
+// docs/BENCHMARKS.md, session 6). The price is the WAL file's size: about
+// two seconds of commits at the peak write rate.
+const checkpointInterval = 2 * time.Second
 
 // A background pass copies the frames that were in the WAL when it
 // started; the frames committed while it ran are left for the next pass.
