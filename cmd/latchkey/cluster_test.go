@@ -170,7 +170,10 @@ func TestServeClusterPostgres(t *testing.T) {
 		}
 	}
 	env = append(env, "LATCHKEY_DATABASE="+dsn, "LATCHKEY_MASTER_KEY="+base64.StdEncoding.EncodeToString(master),
-		"LATCHKEY_ISSUER="+issuer, "LATCHKEY_LOG_FORMAT=json")
+		"LATCHKEY_ISSUER="+issuer, "LATCHKEY_LOG_FORMAT=json",
+		// Long enough that only PostgreSQL's NOTIFY can explain a client
+		// change reaching a running process within the test (below).
+		"LATCHKEY_CLIENT_CACHE_TTL=60s")
 
 	cli := func(stdin string, args ...string) (string, error) {
 		t.Helper()
@@ -337,6 +340,42 @@ func TestServeClusterPostgres(t *testing.T) {
 	}
 	refresh(procs[0])
 	refresh(procs[1])
+
+	// A client change made with the CLI (another process) reaches both
+	// running servers through NOTIFY, not the cache's 60 s: both refuse a
+	// refresh without a DPoP proof once the client requires one, and accept
+	// it again once it does not. Both have the client cached (the
+	// refreshes above).
+	refreshStatus := func(p *serveProc) (int, string) {
+		t.Helper()
+		status, body := tokenCall(t, p.base, "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, client.ID, client.Secret)
+		if status == 200 {
+			rt = str(body, "refresh_token")
+			secrets = append(secrets, rt, str(body, "access_token"))
+		}
+		return status, str(body, "error")
+	}
+	for _, step := range []struct {
+		flag   string
+		status int
+		err    string
+	}{{"--require-dpop", 400, "invalid_dpop_proof"}, {"--no-require-dpop", 200, ""}} {
+		mustCLI("", "client", "update", "--id", client.ID, step.flag)
+		deadline := time.Now().Add(10 * time.Second)
+		for _, p := range procs {
+			for {
+				status, code := refreshStatus(p)
+				if status == step.status && code == step.err {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after client update %s: %s still answers %d %q, want %d %q (client change not notified?)",
+						step.flag, p.name, status, code, step.status, step.err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
 
 	for _, p := range procs {
 		p.stop(t)

@@ -65,6 +65,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return err
 	}
 	defer st.Close()
+	if cfg.ClientCacheTTL.D() > 0 {
+		// Other instances' and the CLI's client writes reach the cache at
+		// once (PostgreSQL; SQLite: the TTL bounds them).
+		st.WatchClients(ctx, log)
+	}
 	ops, err := newOperations(ctx, cfg, st, log) // operations.go: metrics, admin API, audit webhook
 	if err != nil {
 		return err

@@ -58,6 +58,9 @@ func (s *Store) CreateClient(ctx context.Context, c *store.Client) error {
 	}
 	_, err = s.exec(ctx, clientTable.insertSQL(), args...)
 	s.clients.invalidate(c.ID)
+	if err == nil {
+		s.notifyClientWrite(ctx, c.ID)
+	}
 	return s.wrap(err, "create client %q", c.ID)
 }
 
@@ -101,8 +104,12 @@ func (s *Store) ListClients(ctx context.Context) ([]*store.Client, error) {
 // more than once if the transaction is retried.
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Client) error) (*store.Client, error) {
 	defer s.clients.invalidate(id)
-	return update(s, ctx, "client", id, clientTable, s.getClient, clientArgs,
+	c, err := update(s, ctx, "client", id, clientTable, s.getClient, clientArgs,
 		func(c *store.Client) error { err := fn(c); c.ID = id; return err })
+	if err == nil {
+		s.notifyClientWrite(ctx, id)
+	}
+	return c, err
 }
 
 // DeleteClient deletes the client and its consents in one transaction;
@@ -120,6 +127,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		return mustAffect(res)
 	})
 	s.clients.invalidate(id)
+	if err == nil {
+		s.notifyClientWrite(ctx, id)
+	}
 	return s.wrap(err, "delete client %q", id)
 }
 

@@ -53,6 +53,8 @@ type Store struct {
 	writes *writeQueue
 	// clients caches client records (clientcache.go).
 	clients *clientCache
+	// watch listens for other processes' client writes (clientwatch.go).
+	watch clientWatch
 	// ckpt checkpoints the WAL (file-backed SQLite only; checkpoint.go).
 	ckpt *checkpointer
 	// pipelineTried and pipelined count the batches sent as one pipeline
@@ -223,6 +225,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	s.watch.stop()
 	if s.ckpt != nil {
 		s.ckpt.close()
 	}
