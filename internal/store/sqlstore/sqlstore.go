@@ -100,7 +100,7 @@ const (
 // loss) and BEGIN IMMEDIATE for write transactions, so a transaction never
 // has to upgrade a read lock to a write lock (which fails without waiting).
 // SQLite's automatic checkpoint is off: a file-backed Store checkpoints the
-// WAL in the background, once a second while it is written to
+// WAL in the background, every 2 s while it is written to
 // (checkpoint.go).
 //
 // Pool defaults: SQLite 8 open connections, never closed while idle;
