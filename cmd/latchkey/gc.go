@@ -20,8 +20,9 @@ import (
 // caches (~10 MiB, outside Go's heap) and the binary's mapped text (~20
 // MiB), and a burst of sign-ins allocates 19 MiB per argon2id hash: with
 // a floor of 64 MiB and four times the live heap, peak RSS reached
-// 113-119 MiB in the code-flow benchmark. 40 MiB and three times the live
-// heap keep it under 80 (docs/BENCHMARKS.md, session 6).
+// 113-119 MiB in the code-flow benchmark. 40 MiB, three times the live
+// heap, and the smallest live heap of the last 15 s (serveGCWindow) kept it
+// at 62-79 MiB (docs/BENCHMARKS.md, session 6).
 const (
 	serveGCPercent  = 400
 	serveGCMinLimit = 40 << 20

@@ -45,13 +45,13 @@ const (
 )
 
 // notifyClientWrite tells other Stores watching this database that client
-// id changed. Errors are ignored: the write itself succeeded, and other
-// instances see it within the cache TTL anyway.
+// id changed. Errors (ctx done, the database gone) are ignored: the write
+// itself succeeded, and other instances see it within the cache TTL anyway.
 func (s *Store) notifyClientWrite(ctx context.Context, id string) {
 	if s.d != postgresDialect {
 		return
 	}
-	_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "SELECT pg_notify($1, $2)", clientsChannel, id)
+	_, _ = s.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", clientsChannel, id)
 }
 
 // WatchClients keeps this Store's client cache in step with client writes
@@ -126,7 +126,12 @@ func (s *Store) listenClients(ctx context.Context, connected func()) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// ctx may be done; a dead peer must not hold Close up for long.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+clientsChannel); err != nil {
 		return err
 	}
