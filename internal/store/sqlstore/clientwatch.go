@@ -56,9 +56,10 @@ func (s *Store) notifyClientWrite(ctx context.Context, id string) {
 
 // WatchClients keeps this Store's client cache in step with client writes
 // made by other processes on the same PostgreSQL database, until ctx is
-// done; it holds one connection of its own for that. On SQLite it does
-// nothing. log (may be nil) is told when the listening connection is lost
-// and when it is back.
+// done or the Store is closed; it holds one connection of its own for
+// that. On SQLite, and when a watcher already runs, it does nothing. log
+// (may be nil) is told when the listening connection is lost and when it
+// is back.
 func (s *Store) WatchClients(ctx context.Context, log *slog.Logger) {
 	if s.d != postgresDialect {
 		return
@@ -68,16 +69,15 @@ func (s *Store) WatchClients(ctx context.Context, log *slog.Logger) {
 	}
 	s.watch.mu.Lock()
 	defer s.watch.mu.Unlock()
-	if s.watch.closed {
+	if s.watch.closed || s.watch.cancel != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	s.watch.cancels = append(s.watch.cancels, cancel)
+	ctx, s.watch.cancel = context.WithCancel(ctx)
 	s.watch.wg.Go(func() { s.watchClients(ctx, log) })
 }
 
-// WatchingClients reports whether a listening connection is up.
-func (s *Store) WatchingClients() bool { return s.watch.on.Load() > 0 }
+// WatchingClients reports whether the listening connection is up.
+func (s *Store) WatchingClients() bool { return s.watch.on.Load() }
 
 func (s *Store) watchClients(ctx context.Context, log *slog.Logger) {
 	backoff := clientWatchMinBackoff
@@ -138,8 +138,8 @@ func (s *Store) listenClients(ctx context.Context, connected func()) error {
 	// Writes committed before LISTEN took effect sent notifications this
 	// connection never sees.
 	s.clients.invalidate("")
-	s.watch.on.Add(1)
-	defer s.watch.on.Add(-1)
+	s.watch.on.Store(true)
+	defer s.watch.on.Store(false)
 	connected()
 	for {
 		n, err := conn.WaitForNotification(ctx)
@@ -152,19 +152,19 @@ func (s *Store) listenClients(ctx context.Context, connected func()) error {
 
 // clientWatch is a Store's WatchClients state.
 type clientWatch struct {
-	on      atomic.Int32 // listening connections up
-	mu      sync.Mutex
-	closed  bool
-	cancels []context.CancelFunc
-	wg      sync.WaitGroup
+	on     atomic.Bool // the listening connection is up
+	mu     sync.Mutex
+	closed bool
+	cancel context.CancelFunc // stops the watcher; nil: none started
+	wg     sync.WaitGroup
 }
 
-// stop ends every watcher and waits for them (Store.Close).
+// stop ends the watcher and waits for it (Store.Close).
 func (w *clientWatch) stop() {
 	w.mu.Lock()
 	w.closed = true
-	for _, cancel := range w.cancels {
-		cancel()
+	if w.cancel != nil {
+		w.cancel()
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
