@@ -11,7 +11,9 @@
 #   ALGS          "ES256" (default); as matrix.sh
 #   CONCS         "16 64" (default)
 #   env           RUNS=3 (per side and concurrency), DUR, WARMUP, MODE,
-#                 PORT, PG, NICE as matrix.sh
+#                 PORT, PG, NICE as matrix.sh; ENV_A, ENV_B: SERVE_ENV of
+#                 each side (compare two settings of one build:
+#                 ab.sh HEAD HEAD OUT with ENV_A=... ENV_B=...)
 #
 # Each side's results land in OUT/A and OUT/B (one directory per run).
 set -euo pipefail
@@ -39,17 +41,18 @@ for rev in "$a" "$b"; do
 done
 
 sides=(A B)
+envs=("${ENV_A:-}" "${ENV_B:-}")
 for r in $(seq 1 "$runs"); do
   for c in $concs; do
     for i in 0 1; do
       echo "== run $r c=$c side ${sides[$i]}" >&2
-      RUNS=1 "${trees[$i]}/cmd/latchkey-bench/matrix.sh" "$out/${sides[$i]}/run$r-c$c" "$db" "$algs" "$c" >/dev/null
+      RUNS=1 SERVE_ENV="${envs[$i]}" "${trees[$i]}/cmd/latchkey-bench/matrix.sh" "$out/${sides[$i]}/run$r-c$c" "$db" "$algs" "$c" >/dev/null
     done
   done
 done
 
 tool=$out/A/run1-$(set -- $concs; echo "c$1")/bin/latchkey-bench
 for i in 0 1; do
-  echo "== ${sides[$i]}: $(sed -n "$((i + 1))p" "$out/REVS")"
+  echo "== ${sides[$i]}: $(sed -n "$((i + 1))p" "$out/REVS")${envs[$i]:+ with ${envs[$i]}}"
   "$tool" summarize "$out/${sides[$i]}"/run*/"$mode"-*.json
 done | tee "$out/SUMMARY"

@@ -15,6 +15,8 @@
 #   env    RUNS=3 DUR=15s WARMUP=3s MODE=refresh PORT=18080
 #          INTERVAL=1m adds a per-interval series to each result (long runs)
 #          PG=postgres://postgres@127.0.0.1:5432 (server with trust auth)
+#          SERVE_ENV="NAME=VALUE ..." extra environment for the server only
+#          (e.g. LATCHKEY_SQLITE_CHECKPOINT_INTERVAL=500ms GOGC=800)
 #          NICE=-10 runs the server and the tool at that nice level, so that
 #          other work on a shared machine disturbs the figures less
 #          (needs root; unset by default)
@@ -29,6 +31,7 @@ runs=${RUNS:-3} dur=${DUR:-15s} warm=${WARMUP:-3s} mode=${MODE:-refresh}
 pgbase=${PG:-postgres://postgres@127.0.0.1:5432}
 prio=()
 [ -n "${NICE:-}" ] && prio=(nice -n "$NICE")
+read -r -a serve_env <<<"${SERVE_ENV:-}"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
 mkdir -p "$out/bin"
@@ -46,7 +49,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
 
 { echo "# $(date -u +%FT%TZ) nproc=$(nproc) cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
   echo "# $(go version) commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "# dbs=$dbs algs=$algs concs=$concs runs=$runs dur=$dur warmup=$warm mode=$mode nice=${NICE:-0}"; } >"$out/MACHINE"
+  echo "# dbs=$dbs algs=$algs concs=$concs runs=$runs dur=$dur warmup=$warm mode=$mode nice=${NICE:-0} serve_env=${SERVE_ENV:-}"; } >"$out/MACHINE"
 
 for db in $dbs; do
   match=()
@@ -70,7 +73,7 @@ for db in $dbs; do
     # The server creates its key set at start; the client's algorithm is
     # checked against the configured set, so update it with the same env.
     "$lk" client update --id bench --id-token-alg "$idalg" >/dev/null
-    taskset -c 0 "${prio[@]}" "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
+    env "${serve_env[@]}" taskset -c 0 "${prio[@]}" "$lk" serve >>"$out/server-$db-$alg.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
     for c in $concs; do

@@ -107,6 +107,7 @@ func openStore(ctx context.Context, cfg config.Config) (*sqlstore.Store, error) 
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
 	st.SetClientCacheTTL(cfg.ClientCacheTTL.D())
+	st.SetCheckpointInterval(cfg.SQLiteCheckpointInterval.D())
 	return st, nil
 }
 

@@ -81,6 +81,7 @@ func (o *operations) adminHandler(cfg config.Config, srv *server.Server, st stor
 		KeyRetention:           keys.Retention(max(cfg.AccessTokenTTL.D(), cfg.IDTokenTTL.D()), keys.ReloadInterval),
 		RevokeOnPasswordChange: cfg.RevokeOnPasswordChange,
 		Metrics:                o.metrics.Handler(), Ready: srv.Ready,
+		Profiles: cfg.AdminPprof,
 	}
 	return h.Handler()
 }

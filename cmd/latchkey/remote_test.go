@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -173,53 +174,10 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // API on its own listener, checks health, metrics and the API there (and
 // not on the public listener), and stops it as SIGTERM would.
 func TestServeAdminListener(t *testing.T) {
-	db := testdb.SQLitePath(t)
-	key := make([]byte, 32)
-	env := map[string]string{
-		"LATCHKEY_DATABASE": db, "LATCHKEY_MASTER_KEY": base64.StdEncoding.EncodeToString(key),
-		"LATCHKEY_ISSUER": "http://localhost:8080", "LATCHKEY_ADMIN_ADDR": "127.0.0.1:0", "LATCHKEY_ADMIN_TOKEN": remoteToken,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs syncBuf
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), io.Discard, &logs,
-			func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	}()
-	addr := func(msg string) string {
-		re := regexp.MustCompile(`"msg":"` + msg + `","addr":"([^"]+)"`)
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if m := re.FindStringSubmatch(logs.String()); m != nil {
-				return m[1]
-			}
-			if len(done) > 0 {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve stopped: %v\n%s", err, logs.String())
-		default:
-		}
-		t.Fatalf("no %q log line:\n%s", msg, logs.String())
-		return ""
-	}
-	adminURL, publicURL := "http://"+addr("admin listening"), "http://"+addr("listening")
+	adminURL, publicURL, logs, stop := serveWithAdmin(t, nil)
+	defer stop()
 
-	get := func(url, token string) (int, string) {
-		req, _ := http.NewRequest("GET", url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(url, token string) (int, string) { code, b := getBearer(t, url, token); return code, string(b) }
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code, _ := get(adminURL+p, ""); code != 200 {
 			t.Errorf("admin %s: %d", p, code)
@@ -247,15 +205,12 @@ func TestServeAdminListener(t *testing.T) {
 		t.Errorf("client list: %+v", list)
 	}
 
-	cancel() // SIGTERM
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
+	// Runtime profiles are off unless admin_pprof is set.
+	if code, _ := get(adminURL+"/debug/pprof/heap", remoteToken); code != 404 {
+		t.Errorf("profiles without admin_pprof: %d", code)
 	}
+
+	stop() // SIGTERM
 	// Logs are JSON lines with request ids on every access log, and no secret.
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var rec map[string]any
@@ -268,6 +223,103 @@ func TestServeAdminListener(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), remoteToken) {
 		t.Error("the admin token reached the log")
+	}
+}
+
+// serveWithAdmin runs `latchkey serve` in-process on a fresh SQLite
+// database with an admin listener and the extra environment extra. It
+// returns both listeners' URLs, the log, and stop, which cancels the
+// context as SIGTERM would and waits for serve to return nil (safe to call
+// twice).
+func serveWithAdmin(t *testing.T, extra map[string]string) (adminURL, publicURL string, logs *syncBuf, stop func()) {
+	t.Helper()
+	db := testdb.SQLitePath(t)
+	key := make([]byte, 32)
+	env := map[string]string{
+		"LATCHKEY_DATABASE": db, "LATCHKEY_MASTER_KEY": base64.StdEncoding.EncodeToString(key),
+		"LATCHKEY_ISSUER": "http://localhost:8080", "LATCHKEY_ADMIN_ADDR": "127.0.0.1:0", "LATCHKEY_ADMIN_TOKEN": remoteToken,
+	}
+	maps.Copy(env, extra)
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuf{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), io.Discard, logs,
+			func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve returned %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("serve did not stop")
+			}
+		})
+	}
+	addr := func(msg string) string {
+		re := regexp.MustCompile(`"msg":"` + msg + `","addr":"([^"]+)"`)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if m := re.FindStringSubmatch(logs.String()); m != nil {
+				return m[1]
+			}
+			if len(done) > 0 {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v\n%s", err, logs.String())
+		default:
+		}
+		stop()
+		t.Fatalf("no %q log line:\n%s", msg, logs.String())
+		return ""
+	}
+	return "http://" + addr("admin listening"), "http://" + addr("listening"), logs, stop
+}
+
+// getBearer GETs url with the bearer token (none when empty) and returns
+// the status and body.
+func getBearer(t *testing.T, url, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestServeAdminPprof: with admin_pprof the admin listener serves the
+// runtime's profiles behind the admin token, and serve says so in its log.
+func TestServeAdminPprof(t *testing.T) {
+	adminURL, publicURL, logs, stop := serveWithAdmin(t, map[string]string{"LATCHKEY_ADMIN_PPROF": "true"})
+	defer stop()
+	get := func(url, token string) (int, []byte) { return getBearer(t, url, token) }
+	if code, _ := get(adminURL+"/debug/pprof/heap", ""); code != 401 {
+		t.Errorf("heap profile without the token: %d", code)
+	}
+	for _, p := range []string{"/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		if code, b := get(adminURL+p, remoteToken); code != 200 || !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+			t.Errorf("%s: %d, %d bytes, want a gzipped profile", p, code, len(b))
+		}
+	}
+	if code, _ := get(publicURL+"/debug/pprof/heap", remoteToken); code != 404 {
+		t.Errorf("profiles on the public listener: %d", code)
+	}
+	stop()
+	if !strings.Contains(logs.String(), `"msg":"runtime profiles served on the admin listener (admin_pprof)"`) {
+		t.Errorf("no warning that profiles are served:\n%s", logs.String())
 	}
 }
 

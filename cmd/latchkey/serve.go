@@ -99,6 +99,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		}
 		servers = append(servers, listening{"admin", newHTTPServer(ops.adminHandler(cfg, srv, st, log), log), aln})
 		log.Info("admin listening", slog.String("addr", aln.Addr().String()))
+		if cfg.AdminPprof {
+			log.Warn("runtime profiles served on the admin listener (admin_pprof)", slog.String("path", "/debug/pprof/"))
+		}
 	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()

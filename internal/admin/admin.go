@@ -32,6 +32,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/oauth"
 	"github.com/latchkey-dev/latchkey/internal/operator"
+	"github.com/latchkey-dev/latchkey/internal/profiling"
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
@@ -63,6 +64,10 @@ type Handler struct {
 	// Metrics serves /metrics; Ready backs /readyz (nil: always ready).
 	Metrics http.Handler
 	Ready   func(ctx context.Context) error
+	// Profiles serves the runtime's profiles under /debug/pprof/
+	// (config admin_pprof; internal/profiling). Off when false: those
+	// paths are then unknown endpoints.
+	Profiles bool
 }
 
 // Handler returns the admin HTTP handler: request ids and access logs
@@ -82,6 +87,14 @@ func (h *Handler) Handler() http.Handler {
 	mux.Handle("GET /openapi.json", open(serveOpenAPIJSON))
 	if h.Metrics != nil {
 		mux.Handle("GET /metrics", auth(func(w http.ResponseWriter, r *http.Request) error { h.Metrics.ServeHTTP(w, r); return nil }))
+	}
+
+	if h.Profiles {
+		mux.Handle("GET /debug/pprof/profile", auth(profile(profiling.CPU)))
+		mux.Handle("GET /debug/pprof/trace", auth(profile(profiling.Trace)))
+		mux.Handle("GET /debug/pprof/{name}", auth(profile(func(w http.ResponseWriter, r *http.Request) error {
+			return profiling.Named(w, r.PathValue("name"))
+		})))
 	}
 
 	mux.Handle("GET /v1/clients", auth(h.listClients))
@@ -114,6 +127,23 @@ func (h *Handler) Handler() http.Handler {
 		return &apiError{status: http.StatusNotFound, typ: "not-found", detail: "No such endpoint; see /openapi.json."}
 	}))
 	return httpx.Middleware(h.Log, mux)
+}
+
+// profile turns internal/profiling's errors (returned before anything was
+// written) into problems.
+func profile(fn handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := fn(w, r)
+		switch {
+		case errors.Is(err, profiling.ErrSeconds):
+			return badRequest("%s.", err)
+		case errors.Is(err, profiling.ErrUnknown):
+			return &apiError{status: http.StatusNotFound, typ: "not-found", detail: err.Error() + "."}
+		case errors.Is(err, profiling.ErrBusy):
+			return &apiError{status: http.StatusConflict, typ: "conflict", detail: err.Error() + "."}
+		}
+		return err
+	}
 }
 
 // handlerFunc is an admin handler: it returns an error that handle turns

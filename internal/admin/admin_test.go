@@ -92,7 +92,8 @@ func operations(t *testing.T) []operation {
 }
 
 type startOpts struct {
-	engine string // "sqlite" or "postgres"
+	engine     string // "sqlite" or "postgres"
+	noProfiles bool   // admin_pprof off
 }
 
 // start runs a Latchkey test server with metrics and an admin API next to
@@ -113,7 +114,7 @@ func start(t *testing.T, o startOpts) (*api, *testserver.Server, *metrics.Metric
 	h := &admin.Handler{
 		Store: ts.Store, Families: ts.Srv.Families(), Keys: ts.Srv.Keys(), KeyRetention: time.Hour,
 		Log: ts.Log, Now: ts.Clock.Now, Token: token, RevokeOnPasswordChange: true,
-		Metrics: m.Handler(), Ready: ts.Srv.Ready,
+		Metrics: m.Handler(), Ready: ts.Srv.Ready, Profiles: !o.noProfiles,
 	}
 	hs := httptest.NewServer(h.Handler())
 	t.Cleanup(hs.Close)
@@ -270,6 +271,14 @@ func testAdminAPI(t *testing.T, engine string) {
 	if doc["openapi"] != "3.1.0" {
 		t.Errorf("openapi.json: openapi = %v", doc["openapi"])
 	}
+
+	// Runtime profiles (admin_pprof; TestAdminProfiles has the errors).
+	a.call("GET", "/debug/pprof/goroutine", nil, noToken).want(t, 401)
+	a.call("GET", "/debug/pprof/heap", nil).want(t, 200)
+	recording.Lock() // the runtime records one CPU profile and one trace at a time
+	a.call("GET", "/debug/pprof/profile?seconds=1", nil).want(t, 200)
+	a.call("GET", "/debug/pprof/trace?seconds=1", nil).want(t, 200)
+	recording.Unlock()
 
 	// Authentication.
 	r := a.call("GET", "/v1/clients", nil, noToken).want(t, 401)

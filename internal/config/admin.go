@@ -27,6 +27,9 @@ func (c *Config) validateOperations() []error {
 			errs = append(errs, errors.New("admin_addr must differ from addr (the admin API has its own listener)"))
 		}
 	}
+	if c.AdminPprof && c.AdminAddr == "" {
+		errs = append(errs, errors.New("admin_pprof needs admin_addr: the profiles are served on the admin listener"))
+	}
 	if c.AdminToken != "" && c.AdminTokenFile != "" {
 		errs = append(errs, errors.New("set admin_token or admin_token_file, not both"))
 	}

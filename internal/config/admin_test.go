@@ -21,6 +21,8 @@ func TestValidateOperations(t *testing.T) {
 		{"admin without token", func(c *Config) { c.AdminAddr = "127.0.0.1:9090" }, "admin_token or admin_token_file is required"},
 		{"admin on the public address", func(c *Config) { c.AdminAddr = c.Addr; c.AdminToken = goodToken }, "admin_addr must differ from addr"},
 		{"short admin token", func(c *Config) { c.AdminAddr = "127.0.0.1:9090"; c.AdminToken = "short" }, "admin_token must be at least 32"},
+		{"profiles on the admin listener", func(c *Config) { c.AdminAddr = "127.0.0.1:9090"; c.AdminToken = goodToken; c.AdminPprof = true }, ""},
+		{"profiles without an admin listener", func(c *Config) { c.AdminPprof = true }, "admin_pprof needs admin_addr"},
 		{"token and file", func(c *Config) { c.AdminToken = goodToken; c.AdminTokenFile = "x" }, "not both"},
 		{"webhook", func(c *Config) {
 			c.AuditWebhookURL = "https://hooks.example.com/latchkey"

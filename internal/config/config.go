@@ -92,6 +92,12 @@ type Config struct {
 	// changed through this instance is re-read at once; one changed
 	// elsewhere within ClientCacheTTL.
 	ClientCacheTTL Duration `yaml:"client_cache_ttl" env:"LATCHKEY_CLIENT_CACHE_TTL"`
+	// SQLiteCheckpointInterval is how often `serve` copies the SQLite WAL
+	// into the database file while it is being written to
+	// (sqlstore.SetCheckpointInterval, docs/deployment.md). Longer: fewer
+	// disturbances of the requests around each checkpoint, a larger WAL
+	// file (about this many seconds of commits). Ignored on PostgreSQL.
+	SQLiteCheckpointInterval Duration `yaml:"sqlite_checkpoint_interval" env:"LATCHKEY_SQLITE_CHECKPOINT_INTERVAL"`
 	// SessionTTL is how long a browser sign-in lasts.
 	SessionTTL Duration `yaml:"session_ttl" env:"LATCHKEY_SESSION_TTL"`
 	// Credential-change triggers: each, when on, bumps the user's credential
@@ -144,6 +150,11 @@ type Config struct {
 	// (--admin-url) sends the same token.
 	AdminToken     string `yaml:"admin_token" env:"LATCHKEY_ADMIN_TOKEN"`
 	AdminTokenFile string `yaml:"admin_token_file" env:"LATCHKEY_ADMIN_TOKEN_FILE"`
+	// AdminPprof serves the Go runtime's profiles (CPU, execution trace,
+	// heap, goroutines, ...) under /debug/pprof/ on the admin listener,
+	// behind the admin token (docs/observability.md). Off by default: a
+	// profile shows the server's internals and recording one costs CPU.
+	AdminPprof bool `yaml:"admin_pprof" env:"LATCHKEY_ADMIN_PPROF"`
 	// AuditWebhookURL receives every audit event as a signed JSON POST
 	// (docs/observability.md); AuditWebhookSecret (or the file
 	// AuditWebhookSecretFile) keys the HMAC-SHA256 signature. Empty URL:
@@ -169,6 +180,7 @@ func Default() Config {
 		RefreshAbsolute:          Duration(90 * 24 * time.Hour),
 		RefreshGrace:             Duration(5 * time.Second),
 		ClientCacheTTL:           Duration(time.Second),
+		SQLiteCheckpointInterval: Duration(2 * time.Second),
 		SessionTTL:               Duration(12 * time.Hour),
 		SweepInterval:            Duration(time.Minute),
 		AuditRetention:           Duration(90 * 24 * time.Hour),
@@ -288,6 +300,10 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientCacheTTL < 0 || c.ClientCacheTTL > Duration(time.Minute) {
 		errs = append(errs, errors.New("client_cache_ttl must be between 0s and 60s"))
+	}
+	// The bounds of sqlstore.SetCheckpointInterval.
+	if c.SQLiteCheckpointInterval < Duration(250*time.Millisecond) || c.SQLiteCheckpointInterval > Duration(30*time.Second) {
+		errs = append(errs, errors.New("sqlite_checkpoint_interval must be between 250ms and 30s"))
 	}
 	if _, err := DecodeMasterKeys(c.OldMasterKeys); err != nil {
 		errs = append(errs, fmt.Errorf("old_master_keys: %w", err))

@@ -93,6 +93,11 @@ func TestValidateSingleProblems(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"https issuer", func(c *Config) { c.Issuer = "https://id.example.com" }, ""},
+		{"checkpoint interval at its bounds", func(c *Config) { c.SQLiteCheckpointInterval = Duration(250 * time.Millisecond) }, ""},
+		{"checkpoint interval at its upper bound", func(c *Config) { c.SQLiteCheckpointInterval = Duration(30 * time.Second) }, ""},
+		{"checkpoint interval too short", func(c *Config) { c.SQLiteCheckpointInterval = Duration(100 * time.Millisecond) }, "sqlite_checkpoint_interval must be between 250ms and 30s"},
+		{"checkpoint interval too long", func(c *Config) { c.SQLiteCheckpointInterval = Duration(time.Minute) }, "sqlite_checkpoint_interval must be between 250ms and 30s"},
+		{"checkpoint interval zero", func(c *Config) { c.SQLiteCheckpointInterval = 0 }, "sqlite_checkpoint_interval must be between 250ms and 30s"},
 		{"https issuer with path", func(c *Config) { c.Issuer = "https://example.com/auth" }, ""},
 		{"http non-loopback outside dev", func(c *Config) { c.Issuer = "http://id.example.com" }, "must use https outside dev mode"},
 		{"http non-loopback in dev", func(c *Config) { c.Issuer = "http://id.example.com"; c.Dev = true }, ""},

@@ -162,3 +162,41 @@ func TestWALWriteback(t *testing.T) {
 	write()
 	waitFor(n + 1)
 }
+
+// SetCheckpointInterval (config sqlite_checkpoint_interval) replaces the
+// interval within its bounds, and the new checkpointer runs after writes.
+func TestSetCheckpointInterval(t *testing.T) {
+	s := testdb.SQLite(t)
+	if got := s.CheckpointInterval(); got != 2*time.Second {
+		t.Errorf("default interval %v, want 2s", got)
+	}
+	for _, tt := range []struct{ set, want time.Duration }{
+		{3 * time.Second, 3 * time.Second},
+		{time.Millisecond, sqlstore.MinCheckpointInterval},
+		{time.Hour, sqlstore.MaxCheckpointInterval},
+		{sqlstore.MinCheckpointInterval, sqlstore.MinCheckpointInterval},
+	} {
+		s.SetCheckpointInterval(tt.set)
+		if got := s.CheckpointInterval(); got != tt.want {
+			t.Errorf("SetCheckpointInterval(%v): interval %v, want %v", tt.set, got, tt.want)
+		}
+	}
+	ctx := context.Background()
+	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, finals := s.Checkpoints(); finals == 0; _, finals = s.Checkpoints() {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint within 10s of a write at the shortest interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// No checkpointer where there is no WAL file to checkpoint.
+	pg := testdb.Postgres(t)
+	pg.SetCheckpointInterval(time.Second)
+	if got := pg.CheckpointInterval(); got != 0 {
+		t.Errorf("PostgreSQL: interval %v, want 0 (no checkpointer)", got)
+	}
+}
