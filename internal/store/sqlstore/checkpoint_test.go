@@ -102,13 +102,7 @@ func TestCheckpointerRunsAfterWrites(t *testing.T) {
 	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, finals := s.Checkpoints(); finals == 0; _, finals = s.Checkpoints() {
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint within 10s of a write")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForCheckpoint(t, s)
 	p1, f1 := s.Checkpoints()
 	time.Sleep(100 * time.Millisecond) // ten intervals with nothing written
 	if p2, f2 := s.Checkpoints(); p2 != p1 || f2 != f1 {
@@ -124,6 +118,19 @@ func TestCheckpointerRunsAfterWrites(t *testing.T) {
 		if n != c {
 			t.Errorf("WAL %d frames, %d copied, after the checkpointer ran", n, c)
 		}
+	}
+}
+
+// waitForCheckpoint waits up to 10 s for s's checkpointer to finish a
+// checkpoint (its final pass).
+func waitForCheckpoint(t *testing.T, s *sqlstore.Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, finals := s.Checkpoints(); finals == 0; _, finals = s.Checkpoints() {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint within 10s of a write")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -185,13 +192,7 @@ func TestSetCheckpointInterval(t *testing.T) {
 	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, finals := s.Checkpoints(); finals == 0; _, finals = s.Checkpoints() {
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint within 10s of a write at the shortest interval")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForCheckpoint(t, s)
 
 	// No checkpointer where there is no WAL file to checkpoint.
 	pg := testdb.Postgres(t)
