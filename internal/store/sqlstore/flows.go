@@ -40,7 +40,7 @@ func (s *Store) GetSession(ctx context.Context, id string, now time.Time) (*stor
 		amr                        string
 		authTime, created, expires int64
 	)
-	err := s.db.QueryRowContext(ctx, s.d.rebind(sessionTable.selectSQL("WHERE id = ? AND expires_at > ?")), id, ms(now)).
+	err := s.q().QueryRowContext(ctx, s.d.rebind(sessionTable.selectSQL("WHERE id = ? AND expires_at > ?")), id, ms(now)).
 		Scan(&sess.ID, &sess.UserID, &authTime, &amr, &sess.ACR, &created, &expires)
 	if err != nil {
 		return nil, s.wrap(err, "get session")
@@ -90,7 +90,7 @@ func (s *Store) GetAuthRequest(ctx context.Context, id string, now time.Time) (*
 		scopes, prompt, acr string
 		created, expires    int64
 	)
-	err := s.db.QueryRowContext(ctx, s.d.rebind(authRequestTable.selectSQL("WHERE id = ? AND expires_at > ?")), id, ms(now)).
+	err := s.q().QueryRowContext(ctx, s.d.rebind(authRequestTable.selectSQL("WHERE id = ? AND expires_at > ?")), id, ms(now)).
 		Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Nonce, &r.CodeChallenge, &r.CodeChallengeMethod,
 			&scopes, &prompt, &r.MaxAge, &acr, &created, &expires, &r.DPoPJKT)
 	if err != nil {
@@ -155,8 +155,9 @@ func (s *Store) RedeemAuthCode(ctx context.Context, id string, now time.Time) (*
 	var code *store.AuthCode
 	used := false
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		q := txQuerier{tx, s.stmts} // prepared statements (SQLite)
 		var err error
-		code, err = scanAuthCode(tx.QueryRowContext(ctx,
+		code, err = scanAuthCode(q.QueryRowContext(ctx,
 			s.d.rebind(`UPDATE auth_codes SET used_at = ? WHERE id = ? AND used_at = 0 RETURNING `+authCodeTable.colList()),
 			ms(now), id))
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -164,7 +165,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, id string, now time.Time) (*
 			return err
 		}
 		used = true
-		code, err = scanAuthCode(tx.QueryRowContext(ctx, s.d.rebind(authCodeTable.selectSQL("WHERE id = ?")), id))
+		code, err = scanAuthCode(q.QueryRowContext(ctx, s.d.rebind(authCodeTable.selectSQL("WHERE id = ?")), id))
 		return err
 	})
 	if err != nil {
@@ -197,7 +198,7 @@ func scanConsent(sc scanner) (*store.Consent, error) {
 // GetConsent returns store.ErrNotFound when the user has not consented to
 // the client.
 func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (*store.Consent, error) {
-	c, err := scanConsent(s.db.QueryRowContext(ctx,
+	c, err := scanConsent(s.q().QueryRowContext(ctx,
 		s.d.rebind(consentTable.selectSQL("WHERE user_id = ? AND client_id = ?")), userID, clientID))
 	return c, s.wrap(err, "get consent %q/%q", userID, clientID)
 }

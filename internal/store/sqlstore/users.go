@@ -64,7 +64,7 @@ func (s *Store) getUser(ctx context.Context, q querier, id, suffix string) (*sto
 
 // GetUserByUsername returns store.ErrNotFound for an unknown username.
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (*store.User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, s.d.rebind(userTable.selectSQL("WHERE username = ?")), username))
+	u, err := scanUser(s.q().QueryRowContext(ctx, s.d.rebind(userTable.selectSQL("WHERE username = ?")), username))
 	return u, s.wrap(err, "get user by username %q", username)
 }
 
