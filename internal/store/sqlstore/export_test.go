@@ -57,3 +57,18 @@ func (s *Store) Checkpoints() (passes, finals int64) {
 func (s *Store) WALCheckpoint(ctx context.Context) (log, copied int, err error) {
 	return s.walCheckpoint(ctx)
 }
+
+// CachedStatements lists the statement texts in the prepared-statement
+// cache (SQLite; nil on PostgreSQL).
+func (s *Store) CachedStatements() []string {
+	if s.stmts == nil {
+		return nil
+	}
+	s.stmts.mu.RLock()
+	defer s.stmts.mu.RUnlock()
+	out := make([]string, 0, len(s.stmts.m))
+	for q := range s.stmts.m {
+		out = append(out, q)
+	}
+	return out
+}
