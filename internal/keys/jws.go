@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"strings"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -36,11 +35,7 @@ func compactSign(k *signingKey, typ string, claims any) (tok string, ok bool, er
 	if !ok {
 		return "", false, nil
 	}
-	header, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ,omitempty"`
-	}{string(alg), k.rec.ID, typ})
+	header, err := k.header(alg, typ)
 	if err != nil {
 		return "", true, err
 	}
@@ -48,35 +43,55 @@ func compactSign(k *signingKey, typ string, claims any) (tok string, ok bool, er
 	if err != nil {
 		return "", true, err
 	}
+	// One buffer for the whole token: header '.' payload, signed, then '.'
+	// signature; the string is made once at the end.
 	enc := base64.RawURLEncoding
-	var b strings.Builder
-	b.Grow(enc.EncodedLen(len(header)) + enc.EncodedLen(len(payload)) + 2 + enc.EncodedLen(512))
-	b.WriteString(enc.EncodeToString(header))
-	b.WriteByte('.')
-	b.WriteString(enc.EncodeToString(payload))
-	input := b.String()
+	buf := make([]byte, 0, len(header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf = append(buf, header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	input := buf
 
 	var sig []byte
 	switch key := k.signer.(type) {
 	case *rsa.PrivateKey:
-		digest := sha256.Sum256([]byte(input))
+		digest := sha256.Sum256(input)
 		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
 	case *ecdsa.PrivateKey:
-		digest := sha256.Sum256([]byte(input))
+		digest := sha256.Sum256(input)
 		r, s, serr := ecdsa.Sign(rand.Reader, key, digest[:])
 		if err = serr; err == nil {
 			// RFC 7518 §3.4: R and S as 32-byte big-endian integers.
-			sig = make([]byte, 64)
-			r.FillBytes(sig[:32])
-			s.FillBytes(sig[32:])
+			var rs [64]byte
+			r.FillBytes(rs[:32])
+			s.FillBytes(rs[32:])
+			sig = rs[:]
 		}
 	case ed25519.PrivateKey:
-		sig = ed25519.Sign(key, []byte(input))
+		sig = ed25519.Sign(key, input)
 	}
 	if err != nil {
 		return "", true, err
 	}
-	b.WriteByte('.')
-	b.WriteString(enc.EncodeToString(sig))
-	return b.String(), true, nil
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return string(buf), true, nil
+}
+
+// header returns the base64url-encoded protected header of k's tokens of
+// type typ (empty: no typ member), computed once per key and typ.
+func (k *signingKey) header(alg jose.SignatureAlgorithm, typ string) (string, error) {
+	if h, ok := k.headers.Load(typ); ok {
+		return h.(string), nil
+	}
+	b, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ,omitempty"`
+	}{string(alg), k.rec.ID, typ})
+	if err != nil {
+		return "", err
+	}
+	h, _ := k.headers.LoadOrStore(typ, base64.RawURLEncoding.EncodeToString(b))
+	return h.(string), nil
 }

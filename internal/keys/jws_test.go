@@ -55,6 +55,21 @@ func TestCompactSignMatchesGoJose(t *testing.T) {
 					t.Errorf("%s: claims %v", name, got)
 				}
 			}
+			// One key signs tokens of several types: each gets its own
+			// header (cached per key and typ), and the first is unchanged.
+			for _, typ := range []string{"JWT", "", "at+jwt"} {
+				tok, ok, err := compactSign(k, typ, claims)
+				if !ok || err != nil {
+					t.Fatalf("compactSign(%q): ok %v, %v", typ, ok, err)
+				}
+				h := decodePart(t, tok, 0)
+				if got, _ := h["typ"].(string); got != typ || h["kid"] != "kid-1" || h["alg"] != string(alg) {
+					t.Errorf("typ %q: header %v", typ, h)
+				}
+				if _, has := h["typ"]; typ == "" && has {
+					t.Errorf("empty typ: header %v has a typ member", h)
+				}
+			}
 			// A flipped bit in the signature is refused.
 			parts := strings.Split(fast, ".")
 			sig, _ := base64.RawURLEncoding.DecodeString(parts[2])

@@ -68,6 +68,9 @@ type signingKey struct {
 	rec    *store.SigningKey
 	signer crypto.Signer
 	pub    jose.JSONWebKey
+	// headers caches the base64url-encoded JWS header per typ
+	// (compactSign): it is the same for every token of the key.
+	headers sync.Map // typ → string
 }
 
 // signerKey names a cached go-jose signer: one per key and typ.
