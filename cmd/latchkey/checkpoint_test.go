@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 )
 
@@ -31,5 +33,23 @@ func TestOpenStoreCheckpointInterval(t *testing.T) {
 			t.Errorf("LATCHKEY_SQLITE_CHECKPOINT_INTERVAL=%q: interval %v, want %v", tt.env, got, tt.want)
 		}
 		st.Close()
+	}
+}
+
+// config validates sqlite_checkpoint_interval against literal bounds (it
+// does not import the store); they must be the store's.
+func TestCheckpointIntervalBoundsMatchStore(t *testing.T) {
+	for _, tt := range []struct {
+		d     time.Duration
+		valid bool
+	}{
+		{sqlstore.MinCheckpointInterval, true}, {sqlstore.MaxCheckpointInterval, true},
+		{sqlstore.MinCheckpointInterval - time.Millisecond, false}, {sqlstore.MaxCheckpointInterval + time.Millisecond, false},
+	} {
+		cfg := config.Default()
+		cfg.SQLiteCheckpointInterval = config.Duration(tt.d)
+		if err := cfg.Validate(); (err == nil) != tt.valid {
+			t.Errorf("sqlite_checkpoint_interval %v: Validate() = %v, want valid %v", tt.d, err, tt.valid)
+		}
 	}
 }

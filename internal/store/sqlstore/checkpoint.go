@@ -91,11 +91,12 @@ const (
 // nothing on PostgreSQL and in-memory SQLite. Call it before the store is
 // used by several goroutines (serve does, right after opening).
 func (s *Store) SetCheckpointInterval(d time.Duration) {
-	if s.ckpt == nil {
+	d = min(max(d, MinCheckpointInterval), MaxCheckpointInterval)
+	if s.ckpt == nil || s.ckpt.every == d {
 		return
 	}
 	s.ckpt.close()
-	s.ckpt = newCheckpointer(s, min(max(d, MinCheckpointInterval), MaxCheckpointInterval), walWritebackInterval)
+	s.ckpt = newCheckpointer(s, d, walWritebackInterval)
 }
 
 // CheckpointInterval is the WAL checkpoint interval in force, 0 where
