@@ -1,0 +1,209 @@
+// Command tailprobe measures how much of the token endpoint's tail latency
+// a Go HTTP server has before it does any work of its own: a server that
+// spends a fixed amount of CPU per request (SHA-256 in a loop, no database,
+// almost no allocation), served either by net/http (one goroutine per
+// connection, Go's network poller) or by an event loop that reads and
+// answers every connection on one goroutine in the order epoll reports
+// them (github.com/lesismal/nbio), and a closed-loop load generator that
+// reports the median and p99 latency.
+//
+//	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs]
+//	tailprobe load [-url U] [-c 16] [-d 10s] [-warmup 2s]
+//
+// It is its own module so that the event-loop library stays out of
+// Latchkey's dependencies; run.sh builds it and runs the comparison
+// recorded in docs/BENCHMARKS.md ("Session 8").
+package main
+
+import (
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+	"github.com/lesismal/nbio/nbhttp"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: tailprobe serve|load [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "load":
+		err = load(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q (serve, load)", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tailprobe:", err)
+		os.Exit(1)
+	}
+}
+
+// burn spends d of wall-clock time hashing: the stand-in for a handler's
+// CPU work.
+func burn(d time.Duration) {
+	var b [32]byte
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for range 20 {
+			b = sha256.Sum256(b[:])
+		}
+	}
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	mode := fs.String("mode", "nethttp", "nethttp, loop-et (edge-triggered event loop, handler inline), loop-lt (level-triggered, inline) or loop-pool (level-triggered, handlers on nbio's goroutine pool)")
+	addr := fs.String("addr", "127.0.0.1:9099", "listen address")
+	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	stop, err := start(*mode, *addr, *work)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	stop()
+	return nil
+}
+
+// start serves the probe's handler on addr the way mode says and returns
+// a function that stops it.
+func start(mode, addr string, work time.Duration) (stop func(), err error) {
+	body := []byte(`{"access_token":"0123456789012345678901234567890123456789","token_type":"Bearer"}`)
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		burn(work)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})
+	if mode == "nethttp" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		return func() { _ = hs.Close() }, nil
+	}
+	logging.SetLevel(logging.LevelNone)
+	conf := nbhttp.Config{Network: "tcp", Addrs: []string{addr}, Handler: h, NPoller: 1}
+	switch mode {
+	case "loop-et":
+		conf.EpollMod = nbio.EPOLLET
+		conf.ServerExecutor = func(f func()) { f() }
+	case "loop-lt":
+		conf.ServerExecutor = func(f func()) { f() }
+	case "loop-pool":
+	default:
+		return nil, fmt.Errorf("unknown mode %q (nethttp, loop-et, loop-lt, loop-pool)", mode)
+	}
+	e := nbhttp.NewEngine(conf)
+	if err := e.Start(); err != nil {
+		return nil, err
+	}
+	return e.Stop, nil
+}
+
+// result is what one load run measured.
+type result struct {
+	n                  int
+	seconds            float64
+	p50, p90, p99, max time.Duration
+}
+
+func (r result) String() string {
+	ms := func(v time.Duration) float64 { return float64(v) / 1e6 }
+	return fmt.Sprintf("requests/s %.0f  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99/p50 %.2f",
+		float64(r.n)/r.seconds, ms(r.p50), ms(r.p90), ms(r.p99), float64(r.p99)/float64(r.p50))
+}
+
+func load(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	url := fs.String("url", "http://127.0.0.1:9099/", "URL to GET")
+	c := fs.Int("c", 16, "concurrent clients, one connection each")
+	d := fs.Duration("d", 10*time.Second, "measured duration")
+	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured duration before it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r, err := measure(*url, *c, *d, *warmup)
+	if err != nil {
+		return err
+	}
+	fmt.Println(r)
+	return nil
+}
+
+// measure runs c closed-loop clients (each sends its next request when the
+// previous answer is in) for warmup+d and returns the latencies of the
+// requests started after the warm-up.
+func measure(url string, c int, d, warmup time.Duration) (result, error) {
+	if c < 1 || d <= 0 {
+		return result{}, errors.New("need c >= 1 and d > 0")
+	}
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}, Timeout: 30 * time.Second}
+	defer cl.CloseIdleConnections()
+	begin := time.Now().Add(warmup)
+	end := begin.Add(d)
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for range c {
+		wg.Go(func() {
+			var mine []time.Duration
+			var err error
+			for t := time.Now(); t.Before(end); t = time.Now() {
+				var resp *http.Response
+				if resp, err = cl.Get(url); err != nil {
+					break
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+					break
+				}
+				if t.After(begin) {
+					mine = append(mine, time.Since(t))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return result{}, err
+	}
+	if len(lat) == 0 {
+		return result{}, errors.New("no requests completed")
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	return result{n: len(lat), seconds: d.Seconds(), p50: q(.5), p90: q(.9), p99: q(.99), max: lat[len(lat)-1]}, nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Every mode serves the probe's answer and the load generator measures it.
+func TestModes(t *testing.T) {
+	for _, mode := range []string{"nethttp", "loop-et", "loop-lt", "loop-pool"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := freeAddr(t)
+			stop, err := start(mode, addr, 50*time.Microsecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			var r result
+			for try := 0; ; try++ { // the event loop may take a moment to listen
+				if r, err = measure("http://"+addr+"/", 4, 300*time.Millisecond, 50*time.Millisecond); err == nil || try == 20 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.n == 0 || r.p50 <= 0 || r.p99 < r.p50 || r.p90 < r.p50 || r.max < r.p99 {
+				t.Fatalf("implausible result %+v", r)
+			}
+			if s := r.String(); !strings.Contains(s, "p99/p50") {
+				t.Fatalf("report %q", s)
+			}
+		})
+	}
+}
+
+func TestStartUnknownMode(t *testing.T) {
+	if _, err := start("threads", freeAddr(t), time.Microsecond); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMeasureReportsServerErrors(t *testing.T) {
+	if _, err := measure("http://"+freeAddr(t)+"/", 1, 100*time.Millisecond, 0); err == nil {
+		t.Fatal("no error from a closed port")
+	}
+	if _, err := measure("http://x/", 0, time.Second, 0); err == nil {
+		t.Fatal("no error for c=0")
+	}
+}
