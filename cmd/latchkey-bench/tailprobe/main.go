@@ -7,7 +7,7 @@
 // them (github.com/lesismal/nbio), and a closed-loop load generator that
 // reports the median and p99 latency.
 //
-//	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs]
+//	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs] [-alloc B] [-live MiB]
 //	tailprobe load [-url U] [-c 16] [-d 10s] [-warmup 2s]
 //
 // It is its own module so that the event-loop library stays out of
@@ -27,8 +27,10 @@ import (
 	"os/signal"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
@@ -66,15 +68,46 @@ func burn(d time.Duration) {
 	}
 }
 
+// node is a heap object with a pointer, so that the collector has to
+// follow it.
+type node struct {
+	next *node
+	_    [88]byte
+}
+
+var (
+	live *node                // keepLive's objects
+	sink atomic.Pointer[node] // the last request's garbage, so that it is heap-allocated
+)
+
+// keepLive holds mib MiB of linked objects for the life of the process.
+func keepLive(mib int) {
+	for range mib << 20 / int(unsafe.Sizeof(node{})) {
+		live = &node{next: live}
+	}
+}
+
+// allocate makes n bytes of linked objects that die with the request.
+func allocate(n int) {
+	var head *node
+	for range n / int(unsafe.Sizeof(node{})) {
+		head = &node{next: head}
+	}
+	sink.Store(head)
+}
+
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	mode := fs.String("mode", "nethttp", "nethttp, loop-et (edge-triggered event loop, handler inline), loop-lt (level-triggered, inline) or loop-pool (level-triggered, handlers on nbio's goroutine pool)")
 	addr := fs.String("addr", "127.0.0.1:9099", "listen address")
 	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
+	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000)")
+	liveMiB := fs.Int("live", 0, "MiB of long-lived heap objects the collector must mark every cycle")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	stop, err := start(*mode, *addr, *work)
+	keepLive(*liveMiB)
+	stop, err := start(*mode, *addr, *work, *garbage)
 	if err != nil {
 		return err
 	}
@@ -87,10 +120,11 @@ func serve(args []string) error {
 
 // start serves the probe's handler on addr the way mode says and returns
 // a function that stops it.
-func start(mode, addr string, work time.Duration) (stop func(), err error) {
+func start(mode, addr string, work time.Duration, garbage int) (stop func(), err error) {
 	body := []byte(`{"access_token":"0123456789012345678901234567890123456789","token_type":"Bearer"}`)
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		burn(work)
+		allocate(garbage)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	})

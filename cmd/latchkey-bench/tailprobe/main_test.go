@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func freeAddr(t *testing.T) string {
@@ -23,7 +24,7 @@ func TestModes(t *testing.T) {
 	for _, mode := range []string{"nethttp", "loop-et", "loop-lt", "loop-pool"} {
 		t.Run(mode, func(t *testing.T) {
 			addr := freeAddr(t)
-			stop, err := start(mode, addr, 50*time.Microsecond)
+			stop, err := start(mode, addr, 50*time.Microsecond, 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +50,7 @@ func TestModes(t *testing.T) {
 }
 
 func TestStartUnknownMode(t *testing.T) {
-	if _, err := start("threads", freeAddr(t), time.Microsecond); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+	if _, err := start("threads", freeAddr(t), time.Microsecond, 0); err == nil || !strings.Contains(err.Error(), "unknown mode") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -60,5 +61,24 @@ func TestMeasureReportsServerErrors(t *testing.T) {
 	}
 	if _, err := measure("http://x/", 0, time.Second, 0); err == nil {
 		t.Fatal("no error for c=0")
+	}
+}
+
+func TestAllocate(t *testing.T) {
+	keepLive(1)
+	n := 0
+	for p := live; p != nil; p = p.next {
+		n++
+	}
+	if want := 1 << 20 / int(unsafe.Sizeof(node{})); n != want {
+		t.Fatalf("live objects = %d, want %d", n, want)
+	}
+	allocate(960)
+	n = 0
+	for p := sink.Load(); p != nil; p = p.next {
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("garbage objects = %d, want 10", n)
 	}
 }

@@ -8,12 +8,15 @@
 #   CONCS  "16 64"
 #   env    RUNS=3 (rounds; each round runs every mode once, alternated)
 #          DUR=10s WARMUP=2s WORK=150us PORT=9099
+#          ALLOC=0 (bytes of garbage per request) LIVE=0 (MiB kept live):
+#          the collector's share (Latchkey's refresh: ALLOC=40000 LIVE=12)
 #          LOAD=go (tailprobe load) or wrk (wrk -t1 --latency, Debian's wrk)
 set -euo pipefail
 cd "$(dirname "$0")"
 modes=${1:-nethttp loop-et loop-lt loop-pool}
 concs=${2:-16 64}
 runs=${RUNS:-3} dur=${DUR:-10s} warmup=${WARMUP:-2s} work=${WORK:-150us}
+alloc=${ALLOC:-0} live=${LIVE:-0}
 port=${PORT:-9099} loadtool=${LOAD:-go}
 bin=$(mktemp -d)/tailprobe
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$(dirname "$bin")"' EXIT
@@ -31,7 +34,7 @@ ms() { # wrk's "2.65ms" / "980.00us" / "1.02s" → milliseconds
 for r in $(seq "$runs"); do
 	for c in $concs; do
 		for m in $modes; do
-			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" &
+			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" -alloc "$alloc" -live "$live" &
 			pid=$!
 			for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 			if [ "$loadtool" = wrk ]; then
