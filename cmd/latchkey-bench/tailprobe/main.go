@@ -1,11 +1,12 @@
 // Command tailprobe measures how much of the token endpoint's tail latency
 // a Go HTTP server has before it does any work of its own: a server that
-// spends a fixed amount of CPU per request (SHA-256 in a loop, no database,
-// almost no allocation), served either by net/http (one goroutine per
-// connection, Go's network poller) or by an event loop that reads and
-// answers every connection on one goroutine in the order epoll reports
-// them (github.com/lesismal/nbio), and a closed-loop load generator that
-// reports the median and p99 latency.
+// spends a fixed amount of CPU per request (SHA-256 in a loop, no database;
+// optionally -alloc bytes of garbage per request and -live MiB of heap kept
+// live, to show the collector's share), served either by net/http (one
+// goroutine per connection, Go's network poller) or by an event loop that
+// reads and answers every connection on one goroutine in the order epoll
+// reports them (github.com/lesismal/nbio), and a closed-loop load generator
+// that reports the median and p99 latency.
 //
 //	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs] [-alloc B] [-live MiB]
 //	tailprobe load [-url U] [-c 16] [-d 10s] [-warmup 2s]
