@@ -90,7 +90,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	servers := []listening{{"public", newHTTPServer(handler, log), ln}}
+	servers := []listening{{"public", newPublicServer(cfg, handler, log), ln}}
 	if cfg.AdminAddr != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {

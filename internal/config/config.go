@@ -137,6 +137,15 @@ type Config struct {
 	IDTokenAlgs string `yaml:"id_token_algs" env:"LATCHKEY_ID_TOKEN_ALGS"`
 	// Templates is an optional directory whose files override the embedded pages.
 	Templates string `yaml:"templates" env:"LATCHKEY_TEMPLATES"`
+	// HTTPOrder is how the public listener schedules requests: "arrival"
+	// serves them in the order they arrived (internal/arrival; Linux, the
+	// default there), "goroutine" is net/http's goroutine per connection
+	// (the default elsewhere, and what "arrival" falls back to).
+	HTTPOrder string `yaml:"http_order" env:"LATCHKEY_HTTP_ORDER"`
+	// HTTPWorkers is how many requests the arrival-order server runs at
+	// once (MinHTTPWorkers to MaxHTTPWorkers); the rest wait in arrival
+	// order.
+	HTTPWorkers int `yaml:"http_workers" env:"LATCHKEY_HTTP_WORKERS"`
 	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
 	LogFormat string `yaml:"log_format" env:"LATCHKEY_LOG_FORMAT"`
 	LogLevel  string `yaml:"log_level" env:"LATCHKEY_LOG_LEVEL"`
@@ -167,6 +176,12 @@ type Config struct {
 	Dev bool `yaml:"dev" env:"LATCHKEY_DEV"`
 }
 
+// Bounds of http_workers.
+const (
+	MinHTTPWorkers = 1
+	MaxHTTPWorkers = 1024
+)
+
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{
@@ -194,6 +209,8 @@ func Default() Config {
 		ThrottleClientPerAddress: 100,
 		SigningAlg:               "ES256",
 		LogFormat:                "json",
+		HTTPOrder:                "arrival",
+		HTTPWorkers:              8,
 		LogLevel:                 "info",
 	}
 }
@@ -324,6 +341,14 @@ func (c *Config) Validate() error {
 		if !slices.Contains(SigningAlgs, a) {
 			errs = append(errs, fmt.Errorf("id_token_algs: %q must be RS256, ES256 or EdDSA", a))
 		}
+	}
+	switch c.HTTPOrder {
+	case "arrival", "goroutine":
+	default:
+		errs = append(errs, fmt.Errorf("http_order %q must be arrival or goroutine", c.HTTPOrder))
+	}
+	if c.HTTPWorkers < MinHTTPWorkers || c.HTTPWorkers > MaxHTTPWorkers {
+		errs = append(errs, fmt.Errorf("http_workers %d must be between %d and %d", c.HTTPWorkers, MinHTTPWorkers, MaxHTTPWorkers))
 	}
 	switch c.LogFormat {
 	case "json", "text":
