@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,7 +53,7 @@ var ErrUnsupported = errors.New("arrival-order serving needs Linux (epoll)")
 
 // Defaults of the zero Server's limits.
 const (
-	DefaultWorkers        = 8
+	WorkersPerCore        = 8
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultMaxBodyBytes   = 1 << 20
 )
@@ -61,9 +62,10 @@ const (
 // mean what http.Server's do, with the differences noted.
 type Server struct {
 	Handler http.Handler
-	// Workers is how many requests may be in the handler at once
-	// (DefaultWorkers if 0). More lets requests that wait (on a database,
-	// on a group commit) overlap; fewer keeps arrival order tighter.
+	// Workers is how many requests may be in the handler at once (0:
+	// WorkersPerCore for each of GOMAXPROCS). More lets requests that wait
+	// (on a database, on a group commit) overlap; fewer keeps arrival
+	// order tighter.
 	Workers int
 	// ReadHeaderTimeout bounds the time from a request's first byte to the
 	// end of its header, ReadTimeout to the end of its body; a connection
@@ -102,7 +104,7 @@ func (s *Server) workers() int {
 	if s.Workers > 0 {
 		return s.Workers
 	}
-	return DefaultWorkers
+	return WorkersPerCore * runtime.GOMAXPROCS(0)
 }
 
 func (s *Server) maxHeaderBytes() int {
@@ -415,7 +417,7 @@ type response struct {
 	status      int
 	wroteHeader bool
 	body        []byte
-	headLen     int64 // bytes written in answer to HEAD (not kept)
+	headLen     int64                           // bytes written in answer to HEAD (not kept)
 	informal    func(status int, h http.Header) // writes a 1xx response at once
 }
 

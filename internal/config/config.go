@@ -143,8 +143,8 @@ type Config struct {
 	// (the default elsewhere, and what "arrival" falls back to).
 	HTTPOrder string `yaml:"http_order" env:"LATCHKEY_HTTP_ORDER"`
 	// HTTPWorkers is how many requests the arrival-order server runs at
-	// once (MinHTTPWorkers to MaxHTTPWorkers); the rest wait in arrival
-	// order.
+	// once (up to MaxHTTPWorkers; 0, the default: 8 per core the process
+	// may use); the rest wait in arrival order.
 	HTTPWorkers int `yaml:"http_workers" env:"LATCHKEY_HTTP_WORKERS"`
 	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
 	LogFormat string `yaml:"log_format" env:"LATCHKEY_LOG_FORMAT"`
@@ -176,11 +176,8 @@ type Config struct {
 	Dev bool `yaml:"dev" env:"LATCHKEY_DEV"`
 }
 
-// Bounds of http_workers.
-const (
-	MinHTTPWorkers = 1
-	MaxHTTPWorkers = 1024
-)
+// MaxHTTPWorkers bounds http_workers.
+const MaxHTTPWorkers = 1024
 
 // Default returns the documented defaults.
 func Default() Config {
@@ -210,7 +207,6 @@ func Default() Config {
 		SigningAlg:               "ES256",
 		LogFormat:                "json",
 		HTTPOrder:                "arrival",
-		HTTPWorkers:              8,
 		LogLevel:                 "info",
 	}
 }
@@ -347,8 +343,8 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("http_order %q must be arrival or goroutine", c.HTTPOrder))
 	}
-	if c.HTTPWorkers < MinHTTPWorkers || c.HTTPWorkers > MaxHTTPWorkers {
-		errs = append(errs, fmt.Errorf("http_workers %d must be between %d and %d", c.HTTPWorkers, MinHTTPWorkers, MaxHTTPWorkers))
+	if c.HTTPWorkers < 0 || c.HTTPWorkers > MaxHTTPWorkers {
+		errs = append(errs, fmt.Errorf("http_workers %d must be between 0 (8 per core) and %d", c.HTTPWorkers, MaxHTTPWorkers))
 	}
 	switch c.LogFormat {
 	case "json", "text":

@@ -130,6 +130,13 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"none alg", func(c *Config) { c.SigningAlg = "none" }, `signing_alg "none"`},
 		{"lower-case alg", func(c *Config) { c.SigningAlg = "rs256" }, `signing_alg "rs256"`},
 		{"text logs", func(c *Config) { c.LogFormat = "text"; c.LogLevel = "debug" }, ""},
+		{"net/http scheduling", func(c *Config) { c.HTTPOrder = "goroutine" }, ""},
+		{"unknown http order", func(c *Config) { c.HTTPOrder = "lifo" }, `http_order "lifo" must be arrival or goroutine`},
+		{"one http worker", func(c *Config) { c.HTTPWorkers = 1 }, ""},
+		{"most http workers", func(c *Config) { c.HTTPWorkers = 1024 }, ""},
+		{"http workers per core", func(c *Config) { c.HTTPWorkers = 0 }, ""},
+		{"negative http workers", func(c *Config) { c.HTTPWorkers = -1 }, "http_workers -1 must be between 0 (8 per core) and 1024"},
+		{"too many http workers", func(c *Config) { c.HTTPWorkers = 1025 }, "http_workers 1025 must be between 0 (8 per core) and 1024"},
 		{"good master key", func(c *Config) { c.MasterKey = base64.StdEncoding.EncodeToString(make([]byte, 32)) }, ""},
 		{"bad master key", func(c *Config) { c.MasterKey = "!!!" }, "master key must be base64"},
 	}
