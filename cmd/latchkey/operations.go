@@ -7,14 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/admin"
-	"github.com/latchkey-dev/latchkey/internal/arrival"
 	"github.com/latchkey-dev/latchkey/internal/config"
-	"github.com/latchkey-dev/latchkey/internal/httpx"
 	"github.com/latchkey-dev/latchkey/internal/keys"
 	"github.com/latchkey-dev/latchkey/internal/metrics"
 	"github.com/latchkey-dev/latchkey/internal/server"
@@ -92,50 +89,8 @@ func (o *operations) adminHandler(cfg config.Config, srv *server.Server, st stor
 // listening is one HTTP server and its listener.
 type listening struct {
 	name string
-	hs   httpServer
+	hs   server.HTTPServer
 	ln   net.Listener
-}
-
-// httpServer is *http.Server or *arrival.Server.
-type httpServer interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
-}
-
-// newPublicServer returns the public listener's server: arrival order
-// where it runs (http_order, internal/arrival), with the limits and
-// timeouts of newHTTPServer; net/http otherwise.
-func newPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) httpServer {
-	if cfg.HTTPOrder != "arrival" || runtime.GOOS != "linux" {
-		return newHTTPServer(h, log)
-	}
-	hs := newHTTPServer(h, log)
-	return &arrival.Server{
-		Handler:           h,
-		Workers:           cfg.HTTPWorkers,
-		ReadHeaderTimeout: hs.ReadHeaderTimeout,
-		ReadTimeout:       hs.ReadTimeout,
-		WriteTimeout:      hs.WriteTimeout,
-		IdleTimeout:       hs.IdleTimeout,
-		MaxHeaderBytes:    hs.MaxHeaderBytes,
-		// Above the handlers' own limit, so that a body a little too large
-		// still gets their OAuth error, not the server's plain 413.
-		MaxBodyBytes: 2 * httpx.MaxFormBytes,
-		Log:          log,
-	}
-}
-
-// newHTTPServer returns a server with the timeouts every listener uses.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
 }
 
 // serveAll serves every listener until ctx ends (SIGTERM, SIGINT) or one

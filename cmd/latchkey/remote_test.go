@@ -21,6 +21,7 @@ import (
 
 	"github.com/latchkey-dev/latchkey/internal/admin"
 	"github.com/latchkey-dev/latchkey/internal/operator"
+	"github.com/latchkey-dev/latchkey/internal/server"
 	"github.com/latchkey-dev/latchkey/internal/testdb"
 	"github.com/latchkey-dev/latchkey/internal/testserver"
 )
@@ -343,7 +344,7 @@ func TestServeAllFinishesInFlight(t *testing.T) {
 		if name == "admin" {
 			h = http.NotFoundHandler()
 		}
-		lns = append(lns, listening{name, newHTTPServer(h, testLogger(t)), ln})
+		lns = append(lns, listening{name, server.NewHTTPServer(h, testLogger(t)), ln})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -90,14 +90,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	servers := []listening{{"public", newPublicServer(cfg, handler, log), ln}}
+	servers := []listening{{"public", server.NewPublicServer(cfg, handler, log), ln}}
 	if cfg.AdminAddr != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		servers = append(servers, listening{"admin", newHTTPServer(ops.adminHandler(cfg, srv, st, log), log), aln})
+		servers = append(servers, listening{"admin", server.NewHTTPServer(ops.adminHandler(cfg, srv, st, log), log), aln})
 		log.Info("admin listening", slog.String("addr", aln.Addr().String()))
 		if cfg.AdminPprof {
 			log.Warn("runtime profiles served on the admin listener (admin_pprof)", slog.String("path", "/debug/pprof/"))

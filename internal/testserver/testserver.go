@@ -8,10 +8,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -146,8 +147,11 @@ func Start(t *testing.T, opts ...Option) *Server {
 func StartOn(t *testing.T, st store.Store, opts ...Option) *Server {
 	t.Helper()
 	ctx := context.Background()
-	hs := httptest.NewUnstartedServer(nil)
-	ts := &Server{t: t, URL: "http://" + hs.Listener.Addr().String(), Store: st, Clock: &Clock{}, Logs: &SyncBuffer{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &Server{t: t, URL: "http://" + ln.Addr().String(), Store: st, Clock: &Clock{}, Logs: &SyncBuffer{}}
 	set := settings{cfg: config.Default()}
 	set.cfg.Issuer = ts.URL
 	set.cfg.Dev = true
@@ -180,9 +184,21 @@ func StartOn(t *testing.T, st store.Store, opts ...Option) *Server {
 	if set.wrap != nil {
 		h = set.wrap(h, ts.URL)
 	}
-	hs.Config.Handler = h
-	hs.Start()
-	t.Cleanup(hs.Close)
+	// The server `latchkey serve` runs: on Linux the arrival-order one
+	// (server.NewPublicServer), so every end-to-end test goes through it.
+	hs := server.NewPublicServer(cfg, h, log)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(ctx); err != nil {
+			t.Errorf("test server shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("test server: %v", err)
+		}
+	})
 	if !set.noSeed {
 		Seed(t, st)
 	}

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/latchkey-dev/latchkey/internal/arrival"
+	"github.com/latchkey-dev/latchkey/internal/config"
+	"github.com/latchkey-dev/latchkey/internal/httpx"
+)
+
+// HTTPServer is *http.Server or *arrival.Server: what serves a listener.
+type HTTPServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// NewHTTPServer returns a net/http server with the timeouts and limits
+// every listener uses.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// NewPublicServer returns the public listener's server: arrival order
+// where it runs (http_order, internal/arrival), with NewHTTPServer's limits
+// and timeouts; net/http otherwise. The tests' servers (testserver) are
+// built here too, so every end-to-end test goes through the server
+// production runs.
+func NewPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) HTTPServer {
+	hs := NewHTTPServer(h, log)
+	if cfg.HTTPOrder != "arrival" || runtime.GOOS != "linux" {
+		return hs
+	}
+	return &arrival.Server{
+		Handler:           h,
+		Workers:           cfg.HTTPWorkers,
+		ReadHeaderTimeout: hs.ReadHeaderTimeout,
+		ReadTimeout:       hs.ReadTimeout,
+		WriteTimeout:      hs.WriteTimeout,
+		IdleTimeout:       hs.IdleTimeout,
+		MaxHeaderBytes:    hs.MaxHeaderBytes,
+		// Above the handlers' own limit, so that a body a little too large
+		// still gets their OAuth error, not the server's plain 413.
+		MaxBodyBytes: 2 * httpx.MaxFormBytes,
+		Log:          log,
+	}
+}
