@@ -188,8 +188,15 @@ func (q *queue) pop() *conn {
 	c := q.items[q.head]
 	q.items[q.head] = nil
 	q.head++
-	if q.head == len(q.items) { // empty: reuse the slice from its start
+	switch {
+	case q.head == len(q.items): // empty: reuse the slice from its start
 		q.items, q.head = q.items[:0], 0
+	case q.head >= 64 && 2*q.head >= len(q.items):
+		// Never empty (an overload): move what waits to the front, or
+		// append would keep the taken half's room forever.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	return c
 }
@@ -210,16 +217,17 @@ type conn struct {
 	remote string
 	ctx    context.Context
 
-	mu     sync.Mutex
-	buf    []byte // bytes read and not yet framed into a request
-	f      framer
-	busy   bool // a request is queued or being served
-	paused bool // reading stopped: the buffer is full while busy
-	eof    bool // the peer is done sending (or the connection failed)
-	closed bool
-	since  time.Time          // first byte of a partial request, or the start of idleness
-	req    *http.Request      // the request handed to a worker
-	cancel context.CancelFunc // of the request being served
+	mu       sync.Mutex
+	buf      []byte // bytes read and not yet framed into a request
+	f        framer
+	busy     bool // a request is queued or being served
+	requests int  // requests framed so far
+	paused   bool // reading stopped: the buffer is full while busy
+	eof      bool // the peer is done sending (or the connection failed)
+	closed   bool
+	since    time.Time          // first byte of a partial request, or the start of idleness
+	req      *http.Request      // the request handed to a worker
+	cancel   context.CancelFunc // of the request being served
 }
 
 // frameError is a request the server refuses before the handler: status

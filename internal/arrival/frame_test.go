@@ -204,3 +204,41 @@ func FuzzFramer(f *testing.F) {
 		}
 	})
 }
+
+// TestQueueOrderAndRoom: the queue hands entries out in the order they
+// came, and under a load that never lets it empty it does not keep the
+// room of entries already taken.
+func TestQueueOrderAndRoom(t *testing.T) {
+	var q queue
+	q.init()
+	conns := make([]*conn, 20000)
+	for i := range conns {
+		conns[i] = &conn{fd: i}
+	}
+	const waiting = 100
+	next := 0
+	for i, c := range conns {
+		q.push(c)
+		if i < waiting {
+			continue
+		}
+		// One in, one out: 100 always wait, the queue never empties.
+		if got := q.pop(); got != conns[next] {
+			t.Fatalf("pop %d: fd %d, want %d", next, got.fd, next)
+		}
+		next++
+		if cap(q.items) > 8*waiting+256 {
+			t.Fatalf("after %d pushes: room for %d entries, %d waiting", i+1, cap(q.items), waiting)
+		}
+	}
+	q.close()
+	for c := q.pop(); c != nil; c = q.pop() {
+		if c != conns[next] {
+			t.Fatalf("pop %d: fd %d", next, c.fd)
+		}
+		next++
+	}
+	if next != len(conns) {
+		t.Fatalf("%d popped, want %d", next, len(conns))
+	}
+}

@@ -160,7 +160,7 @@ func (s *Server) track(nc net.Conn) error {
 	}
 	c := &conn{srv: s, nc: nc, rc: rc, remote: nc.RemoteAddr().String(), since: time.Now()}
 	c.ctx = connContext(context.Background(), nc.LocalAddr())
-	c.buf = make([]byte, 0, 4096)
+	c.buf = make([]byte, 0, connBufSize)
 	var addErr error
 	cerr := rc.Control(func(fd uintptr) {
 		c.fd = int(fd)
@@ -258,9 +258,9 @@ func (s *Server) snapshot(list []*conn) []*conn {
 func (s *Server) expired(c *conn, now time.Time) bool {
 	var limit time.Duration
 	switch {
-	case len(c.buf) == 0 && c.f.req == nil:
+	case len(c.buf) == 0 && c.f.req == nil && c.requests > 0:
 		limit = s.idleTimeout()
-	case c.f.req == nil:
+	case c.f.req == nil: // a request's header, or a new connection's first byte (as net/http)
 		limit = s.ReadHeaderTimeout
 		if limit == 0 {
 			limit = s.ReadTimeout
@@ -361,6 +361,10 @@ func (c *conn) readable() {
 	c.advance()
 }
 
+// connBufSize is a connection's buffer to begin with: a token request and
+// its headers fit.
+const connBufSize = 4096
+
 // readLimit is how much c buffers while a request is being served (more
 // waits in the kernel): enough for any request that will not be refused.
 func (c *conn) readLimit() int {
@@ -425,7 +429,11 @@ func (c *conn) advance() {
 		}
 		if req != nil {
 			c.buf = c.buf[:copy(c.buf, c.buf[n:])]
+			if len(c.buf) == 0 && cap(c.buf) > 4*connBufSize {
+				c.buf = make([]byte, 0, connBufSize) // a large request's buffer is not kept
+			}
 			c.req, c.busy = req, true
+			c.requests++
 			s.mu.Lock()
 			s.inFlight++
 			s.mu.Unlock()

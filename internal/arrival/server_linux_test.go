@@ -224,6 +224,25 @@ func TestTimeoutsCloseConnections(t *testing.T) {
 	}
 }
 
+// TestSilentConnectionGetsHeaderTimeout: a connection that never sends is
+// closed after ReadHeaderTimeout, not the (longer) idle timeout, as
+// net/http does: otherwise connections opened and left silent would be
+// held for minutes.
+func TestSilentConnectionGetsHeaderTimeout(t *testing.T) {
+	addr := start(t, &Server{Handler: echo(), ReadHeaderTimeout: 50 * time.Millisecond, IdleTimeout: time.Hour})
+	silent := dial(t, addr)
+	if !silent.closed() {
+		t.Error("a connection that never sent stayed open past ReadHeaderTimeout")
+	}
+	kept := dial(t, addr)
+	kept.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	kept.read("GET")
+	_ = kept.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if kept.closed() {
+		t.Error("an idle keep-alive connection was closed by ReadHeaderTimeout, not IdleTimeout")
+	}
+}
+
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/panic" {
