@@ -90,7 +90,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 	if err != nil {
 		return err
 	}
-	servers := []listening{{"public", server.NewPublicServer(cfg, handler, log), ln}}
+	public := server.NewPublicServer(cfg, handler, log)
+	servers := []listening{{"public", public, ln}}
 	if cfg.AdminAddr != "" {
 		aln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
@@ -112,7 +113,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		defer func() { stopSweep(); hooks.Wait() }() // the worker stops between deliveries
 	}
 
-	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer), slog.Bool("dev", cfg.Dev))
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer), slog.Bool("dev", cfg.Dev),
+		slog.String("http_order", server.HTTPOrder(public)))
 	if cfg.Dev {
 		printDevBanner(stdout, cfg, ln.Addr().String(), generated, seeded)
 	}

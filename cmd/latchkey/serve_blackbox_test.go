@@ -134,6 +134,21 @@ func TestServeBlackBox(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The start-up log names the public listener's scheduling: arrival
+	// order by default on Linux (internal/arrival).
+	wantOrder := `"http_order":"goroutine"`
+	if runtime.GOOS == "linux" {
+		wantOrder = `"http_order":"arrival"`
+	}
+	for logged := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"listening"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(logged) {
+			t.Fatal("no listening log line") // logs are written by a goroutine, within 10 ms
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, wantOrder) {
+		t.Errorf("the listening log line lacks %s:\n%s", wantOrder, l)
+	}
+
 	// The dev banner.
 	b := banner.String()
 	for _, want := range []string{"DEVELOPMENT MODE", "Demo user:     demo / demo-password", "/demo", "demo-web", "demo-spa", db + ".master-key"} {

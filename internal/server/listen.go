@@ -57,3 +57,13 @@ func NewPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) HTTPSe
 		Log:          log,
 	}
 }
+
+// HTTPOrder names the order hs serves requests in, for the start-up log:
+// "arrival" or "goroutine" (net/http's, also where "arrival" was asked for
+// but does not run).
+func HTTPOrder(hs HTTPServer) string {
+	if _, ok := hs.(*arrival.Server); ok {
+		return "arrival"
+	}
+	return "goroutine"
+}
