@@ -19,10 +19,9 @@
 // It is the public listener of `latchkey serve` on Linux (config
 // "http_order"); elsewhere Serve returns ErrUnsupported and the caller
 // falls back to net/http. What it leaves out, on purpose: TLS (Latchkey
-// serves plain HTTP behind a proxy, or net/http when it terminates TLS
-// itself), HTTP/2, Hijack and streaming responses (every response is
-// buffered, then written whole; no handler of the public listener
-// streams).
+// serves plain HTTP behind a TLS-terminating proxy), HTTP/2, Hijack and
+// streaming responses (every response is buffered, then written whole; no
+// handler of the public listener streams).
 package arrival
 
 import (
@@ -89,7 +88,6 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[int]*conn // by file descriptor
 	inFlight int           // requests queued or in the handler
-	idle     *sync.Cond    // signalled when inFlight drops to 0
 	shutdown atomic.Bool
 	closing  chan struct{} // closed by Shutdown
 	started  bool
@@ -148,7 +146,6 @@ func (s *Server) init() error {
 	}
 	s.started = true
 	s.conns = map[int]*conn{}
-	s.idle = sync.NewCond(&s.mu)
 	s.closing = make(chan struct{})
 	s.done = make(chan struct{})
 	s.queue.init()
