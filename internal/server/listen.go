@@ -11,6 +11,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/arrival"
 	"github.com/latchkey-dev/latchkey/internal/config"
 	"github.com/latchkey-dev/latchkey/internal/httpx"
+	"github.com/latchkey-dev/latchkey/internal/store/sqlstore"
 )
 
 // HTTPServer is *http.Server or *arrival.Server: what serves a listener.
@@ -45,7 +46,7 @@ func NewPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) HTTPSe
 	}
 	return &arrival.Server{
 		Handler:           h,
-		Workers:           cfg.HTTPWorkers,
+		Workers:           httpWorkers(cfg),
 		ReadHeaderTimeout: hs.ReadHeaderTimeout,
 		ReadTimeout:       hs.ReadTimeout,
 		WriteTimeout:      hs.WriteTimeout,
@@ -56,6 +57,22 @@ func NewPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) HTTPSe
 		MaxBodyBytes: 2 * httpx.MaxFormBytes,
 		Log:          log,
 	}
+}
+
+// PostgresWorkersPerCore is http_workers' default per core on PostgreSQL.
+// There a request waits for network round trips and its group commit is a
+// pipeline of every write waiting at the time: with 8 workers per core
+// (SQLite's default), 64 clients got 36 % fewer grants/s than net/http's
+// goroutine per connection; with 64 the same; with 32, 22 % fewer
+// (docs/BENCHMARKS.md, session 9). 128 is the write queue's largest batch.
+const PostgresWorkersPerCore = 128
+
+// httpWorkers is cfg's http_workers, or its default for the database.
+func httpWorkers(cfg config.Config) int {
+	if cfg.HTTPWorkers > 0 || !sqlstore.IsPostgres(cfg.Database) {
+		return cfg.HTTPWorkers // 0: arrival.WorkersPerCore per core
+	}
+	return min(PostgresWorkersPerCore*runtime.GOMAXPROCS(0), config.MaxHTTPWorkers)
 }
 
 // HTTPOrder names the order hs serves requests in, for the start-up log:

@@ -40,4 +40,19 @@ func TestNewPublicServer(t *testing.T) {
 	if a, ok := NewPublicServer(cfg, h, log).(*arrival.Server); ok && a.Workers != 3 {
 		t.Errorf("http_workers 3: Workers %d", a.Workers)
 	}
+	// 0 is the database's default: arrival's per-core default on SQLite,
+	// enough on PostgreSQL to fill its pipelined group commits.
+	cfg.HTTPWorkers = 0
+	if a, ok := NewPublicServer(cfg, h, log).(*arrival.Server); ok && a.Workers != 0 {
+		t.Errorf("http_workers 0 on SQLite: Workers %d, want 0 (arrival.WorkersPerCore per core)", a.Workers)
+	}
+	cfg.Database = "postgres://postgres@127.0.0.1:5432/test"
+	want := min(PostgresWorkersPerCore*runtime.GOMAXPROCS(0), config.MaxHTTPWorkers)
+	if a, ok := NewPublicServer(cfg, h, log).(*arrival.Server); ok && a.Workers != want {
+		t.Errorf("http_workers 0 on PostgreSQL: Workers %d, want %d", a.Workers, want)
+	}
+	cfg.HTTPWorkers = 5
+	if a, ok := NewPublicServer(cfg, h, log).(*arrival.Server); ok && a.Workers != 5 {
+		t.Errorf("http_workers 5 on PostgreSQL: Workers %d", a.Workers)
+	}
 }

@@ -113,7 +113,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		d       *dialect
 		connStr string
 	)
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	if IsPostgres(dsn) {
 		d, connStr = postgresDialect, dsn
 	} else {
 		if dsn == "" {
@@ -478,4 +478,10 @@ func mustAffect(res sql.Result) error {
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database (Open's rule:
+// a postgres:// or postgresql:// URL; anything else is a SQLite file).
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
