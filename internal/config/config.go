@@ -143,8 +143,9 @@ type Config struct {
 	// (the default elsewhere, and what "arrival" falls back to).
 	HTTPOrder string `yaml:"http_order" env:"LATCHKEY_HTTP_ORDER"`
 	// HTTPWorkers is how many requests the arrival-order server runs at
-	// once (up to MaxHTTPWorkers; 0, the default: 8 per core the process
-	// may use); the rest wait in arrival order.
+	// once (up to MaxHTTPWorkers; 0, the default, picks by database: 8 per
+	// core on SQLite, 128 on PostgreSQL, server.NewPublicServer); the rest
+	// wait in arrival order.
 	HTTPWorkers int `yaml:"http_workers" env:"LATCHKEY_HTTP_WORKERS"`
 	// LogFormat is "json" or "text"; LogLevel "debug", "info", "warn", "error".
 	LogFormat string `yaml:"log_format" env:"LATCHKEY_LOG_FORMAT"`
@@ -344,7 +345,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("http_order %q must be arrival or goroutine", c.HTTPOrder))
 	}
 	if c.HTTPWorkers < 0 || c.HTTPWorkers > MaxHTTPWorkers {
-		errs = append(errs, fmt.Errorf("http_workers %d must be between 0 (8 per core) and %d", c.HTTPWorkers, MaxHTTPWorkers))
+		errs = append(errs, fmt.Errorf("http_workers %d must be between 0 (by database) and %d", c.HTTPWorkers, MaxHTTPWorkers))
 	}
 	switch c.LogFormat {
 	case "json", "text":

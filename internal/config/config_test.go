@@ -135,8 +135,8 @@ func TestValidateSingleProblems(t *testing.T) {
 		{"one http worker", func(c *Config) { c.HTTPWorkers = 1 }, ""},
 		{"most http workers", func(c *Config) { c.HTTPWorkers = 1024 }, ""},
 		{"http workers per core", func(c *Config) { c.HTTPWorkers = 0 }, ""},
-		{"negative http workers", func(c *Config) { c.HTTPWorkers = -1 }, "http_workers -1 must be between 0 (8 per core) and 1024"},
-		{"too many http workers", func(c *Config) { c.HTTPWorkers = 1025 }, "http_workers 1025 must be between 0 (8 per core) and 1024"},
+		{"negative http workers", func(c *Config) { c.HTTPWorkers = -1 }, "http_workers -1 must be between 0 (by database) and 1024"},
+		{"too many http workers", func(c *Config) { c.HTTPWorkers = 1025 }, "http_workers 1025 must be between 0 (by database) and 1024"},
 		{"good master key", func(c *Config) { c.MasterKey = base64.StdEncoding.EncodeToString(make([]byte, 32)) }, ""},
 		{"bad master key", func(c *Config) { c.MasterKey = "!!!" }, "master key must be base64"},
 	}
