@@ -444,22 +444,12 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader, w.status = true, code
 }
 
-func (w *response) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if !bodyAllowed(w.status) {
-		return 0, http.ErrBodyNotAllowed
-	}
-	if w.req.Method == http.MethodHead {
-		w.headLen += int64(len(p))
-	} else {
-		w.body = append(w.body, p...)
-	}
-	return len(p), nil
-}
+func (w *response) Write(p []byte) (int, error) { return writeBody(w, p) }
 
-func (w *response) WriteString(p string) (int, error) {
+func (w *response) WriteString(p string) (int, error) { return writeBody(w, p) }
+
+// writeBody buffers p, as Write and WriteString.
+func writeBody[T []byte | string](w *response, p T) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
