@@ -64,8 +64,9 @@ func NewPublicServer(cfg config.Config, h http.Handler, log *slog.Logger) HTTPSe
 // pipeline of every write waiting at the time: with 8 workers per core
 // (SQLite's default), 64 clients got 36 % fewer grants/s than net/http's
 // goroutine per connection; with 64 the same; with 32, 22 % fewer
-// (docs/BENCHMARKS.md, session 9). 128 is the write queue's largest batch.
-const PostgresWorkersPerCore = 128
+// (docs/BENCHMARKS.md, session 9). Enough per core to fill the write
+// queue's largest batch (128).
+const PostgresWorkersPerCore = sqlstore.MaxWriteBatch
 
 // httpWorkers is cfg's http_workers, or its default for the database.
 func httpWorkers(cfg config.Config) int {

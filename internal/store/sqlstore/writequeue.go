@@ -26,8 +26,9 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
 
-// maxWriteBatch bounds one group commit.
-const maxWriteBatch = 128
+// MaxWriteBatch bounds one group commit (and sizes the arrival-order
+// server's workers on PostgreSQL, server.PostgresWorkersPerCore).
+const MaxWriteBatch = 128
 
 // writeQueueLen is how many writes may wait for the writer before callers
 // block.
@@ -138,7 +139,7 @@ func (w *writeQueue) enqueue(ctx context.Context, op writeOp, txfn func(ctx cont
 
 func (w *writeQueue) run() {
 	defer close(w.exited)
-	batch := make([]*writeReq, 0, maxWriteBatch)
+	batch := make([]*writeReq, 0, MaxWriteBatch)
 	for {
 		select {
 		case r := <-w.queue:
@@ -172,7 +173,7 @@ func (w *writeQueue) run() {
 
 // drain adds the requests already queued, without waiting for more.
 func (w *writeQueue) drain(batch *[]*writeReq) {
-	for len(*batch) < maxWriteBatch {
+	for len(*batch) < MaxWriteBatch {
 		select {
 		case r := <-w.queue:
 			*batch = append(*batch, r)
