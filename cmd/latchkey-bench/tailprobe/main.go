@@ -69,6 +69,40 @@ func burn(d time.Duration) {
 	}
 }
 
+// hashes does n SHA-256 rounds: a fixed amount of CPU work, which takes
+// longer when the CPU is slower (on a VM, while the host is busy).
+func hashes(n int) {
+	var b [32]byte
+	for range n {
+		b = sha256.Sum256(b[:])
+	}
+	sink2 = b[0]
+}
+
+var sink2 byte
+
+// worker returns the handler's CPU work. "time" burns d of wall-clock time,
+// whatever the CPU's speed; "fixed" does the number of hashes that took d
+// at start (the fastest of several calibrations), so that, like a real
+// handler, it slows down when the machine does.
+func worker(kind string, d time.Duration) (func(), error) {
+	switch kind {
+	case "time":
+		return func() { burn(d) }, nil
+	case "fixed":
+		const probe = 2000
+		best := time.Duration(1 << 62)
+		for range 10 {
+			t := time.Now()
+			hashes(probe)
+			best = min(best, time.Since(t))
+		}
+		n := max(1, int(int64(probe)*int64(d)/int64(max(best, 1))))
+		return func() { hashes(n) }, nil
+	}
+	return nil, fmt.Errorf("unknown burn %q (want time or fixed)", kind)
+}
+
 // node is a heap object with a pointer, so that the collector has to
 // follow it.
 type node struct {
@@ -104,11 +138,16 @@ func serve(args []string) error {
 	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
 	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000)")
 	liveMiB := fs.Int("live", 0, "MiB of long-lived heap objects the collector must mark every cycle")
+	burnKind := fs.String("burn", "time", "time: each request burns -work of wall-clock time; fixed: a fixed number of hashes that took -work at start (shows the machine's own speed changes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	keepLive(*liveMiB)
-	stop, err := start(*mode, *addr, *work, *garbage)
+	w, err := worker(*burnKind, *work)
+	if err != nil {
+		return err
+	}
+	stop, err := start(*mode, *addr, w, *garbage)
 	if err != nil {
 		return err
 	}
@@ -121,10 +160,10 @@ func serve(args []string) error {
 
 // start serves the probe's handler on addr the way mode says and returns
 // a function that stops it.
-func start(mode, addr string, work time.Duration, garbage int) (stop func(), err error) {
+func start(mode, addr string, work func(), garbage int) (stop func(), err error) {
 	body := []byte(`{"access_token":"0123456789012345678901234567890123456789","token_type":"Bearer"}`)
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		burn(work)
+		work()
 		allocate(garbage)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)

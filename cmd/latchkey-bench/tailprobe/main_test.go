@@ -24,7 +24,7 @@ func TestModes(t *testing.T) {
 	for _, mode := range []string{"nethttp", "loop-et", "loop-lt", "loop-pool"} {
 		t.Run(mode, func(t *testing.T) {
 			addr := freeAddr(t)
-			stop, err := start(mode, addr, 50*time.Microsecond, 4096)
+			stop, err := start(mode, addr, func() { burn(50 * time.Microsecond) }, 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +44,7 @@ func TestModes(t *testing.T) {
 }
 
 func TestStartUnknownMode(t *testing.T) {
-	if _, err := start("threads", freeAddr(t), time.Microsecond, 0); err == nil || !strings.Contains(err.Error(), "unknown mode") {
+	if _, err := start("threads", freeAddr(t), func() {}, 0); err == nil || !strings.Contains(err.Error(), "unknown mode") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -74,5 +74,27 @@ func TestAllocate(t *testing.T) {
 	}
 	if n != 10 {
 		t.Fatalf("garbage objects = %d, want 10", n)
+	}
+}
+
+// worker's kinds: "time" burns at least the wall-clock time it is given,
+// "fixed" calibrates a positive amount of work, and anything else is
+// refused.
+func TestWorker(t *testing.T) {
+	w, err := worker("time", 2*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	w()
+	if el := time.Since(start); el < 2*time.Millisecond {
+		t.Fatalf("time burn took %v, want at least 2ms", el)
+	}
+	if w, err = worker("fixed", 200*time.Microsecond); err != nil {
+		t.Fatal(err)
+	}
+	w()
+	if _, err := worker("spin", time.Millisecond); err == nil || !strings.Contains(err.Error(), "unknown burn") {
+		t.Fatalf("err = %v", err)
 	}
 }

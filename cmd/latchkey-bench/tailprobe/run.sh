@@ -11,13 +11,17 @@
 #          ALLOC=0 (bytes of garbage per request) LIVE=0 (MiB kept live):
 #          the collector's share (Latchkey's refresh: ALLOC=40000 LIVE=12)
 #          LOAD=go (tailprobe load) or wrk (wrk -t1 --latency, Debian's wrk)
+#          BURN=time (each request burns WORK of wall-clock time) or fixed
+#          (a fixed number of hashes that took WORK at start: a slower
+#          CPU, e.g. a busy VM host, makes requests slower, as with a real
+#          handler; compare the two to see the machine's own share)
 set -euo pipefail
 cd "$(dirname "$0")"
 modes=${1:-nethttp loop-et loop-lt loop-pool}
 concs=${2:-16 64}
 runs=${RUNS:-3} dur=${DUR:-10s} warmup=${WARMUP:-2s} work=${WORK:-150us}
 alloc=${ALLOC:-0} live=${LIVE:-0}
-port=${PORT:-9099} loadtool=${LOAD:-go}
+port=${PORT:-9099} loadtool=${LOAD:-go} burnkind=${BURN:-time}
 bin=$(mktemp -d)/tailprobe
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" .
@@ -34,7 +38,7 @@ ms() { # wrk's "2.65ms" / "980.00us" / "1.02s" → milliseconds
 for r in $(seq "$runs"); do
 	for c in $concs; do
 		for m in $modes; do
-			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" -alloc "$alloc" -live "$live" &
+			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" -burn "$burnkind" -alloc "$alloc" -live "$live" &
 			pid=$!
 			for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 			if [ "$loadtool" = wrk ]; then
