@@ -41,6 +41,7 @@ type tokenResponse struct {
 // result is what one worker measured.
 type result struct {
 	lat, iter []time.Duration // grant latency; whole iteration (code mode)
+	at        []time.Duration // with -dump: each grant's start, since runner.start
 	ok        int64
 	errs      map[string]int64
 	examples  map[string]string
@@ -278,6 +279,9 @@ func (r *runner) work(ctx context.Context, creds []*credential, s *session) *res
 		res.ok++
 		r.okCount.Add(1)
 		res.lat = append(res.lat, lat)
+		if r.o.dump != "" {
+			res.at = append(res.at, start.Sub(r.start))
+		}
 		if r.o.mode == "code" {
 			res.iter = append(res.iter, done.Sub(start))
 		}

@@ -63,6 +63,7 @@ type options struct {
 	maxRequests                                                     int64
 	json                                                            bool
 	label                                                           string
+	dump                                                            string // -dump FILE
 }
 
 func main() {
@@ -124,6 +125,7 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	cpuMatch := fs.String("cpu-match", "", `also count the CPU of processes whose command line matches this regexp at the start of the measurement (e.g. "postgres: .* test" for the database backends)`)
 	fs.DurationVar(&o.interval, "interval", 0, "also report throughput, server CPU and server memory (with -pid) for every interval of the measured window, e.g. 1m for a long run (0: only the totals)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.StringVar(&o.dump, "dump", "", "also write every measured request to this file, one line each: its start on CLOCK_MONOTONIC and its latency, in nanoseconds (Linux; lines requests up with `perf record -k CLOCK_MONOTONIC` of the server's core, see latchkey-bench sched)")
 	fs.StringVar(&o.label, "label", "", `free text stored in the result (e.g. "sqlite ES256"); summarize groups runs by it`)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
@@ -216,6 +218,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if len(args) > 0 && args[0] == "trace" {
 		return traceCmd(args[1:], stdout) // trace.go
 	}
+	if len(args) > 0 && args[0] == "sched" {
+		return schedCmd(args[1:], stdout) // sched.go
+	}
 	o, err := parseFlags(args, stderr, lookup)
 	if err != nil {
 		return err
@@ -265,6 +270,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 
 	r.start = time.Now().Add(o.warmup)
 	r.end = r.start.Add(o.duration)
+	var startMono int64 // r.start on CLOCK_MONOTONIC, for -dump
+	if o.dump != "" {
+		now, err := monotonicNow()
+		if err != nil {
+			return err
+		}
+		startMono = now + int64(time.Until(r.start))
+	}
 	results := make([]*result, o.concurrency)
 	var wg sync.WaitGroup
 	for i := range o.concurrency {
@@ -309,6 +322,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return err
 	}
 
+	if o.dump != "" {
+		if err := writeDump(o.dump, startMono, results); err != nil {
+			return err
+		}
+	}
 	rep := newReport(r, results)
 	rep.setCPU(o.pids, srv0.since(srv1), extra, extra0.since(extra1), self0.since(self1), busy1-busy0, total1-total0)
 	rep.setMem(o.pids)

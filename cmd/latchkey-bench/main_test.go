@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,6 +159,11 @@ func TestAgainstLatchkey(t *testing.T) {
 				"-mode", mode, "-c", "2", "-n", "3", "-d", "1s", "-warmup", "100ms", "-max-requests", "5000",
 				"-pid", strconv.Itoa(os.Getpid()), "-json", "-label", "test", "-interval", "250ms",
 			}
+			dump := filepath.Join(dir, mode+".dump")
+			if runtime.GOOS == "linux" {
+				args = append(args, "-dump", dump)
+			}
+			before, _ := monotonicNow()
 			if err := run(context.Background(), args, &out, &errOut, func(string) (string, bool) { return "", false }); err != nil {
 				t.Fatalf("run: %v\n%s", err, errOut.String())
 			}
@@ -179,6 +185,25 @@ func TestAgainstLatchkey(t *testing.T) {
 			}
 			if mode == "code" && rep.IterationLatency == nil {
 				t.Error("code mode without iteration latency")
+			}
+			if runtime.GOOS == "linux" {
+				// -dump: one line per measured grant, its start on
+				// CLOCK_MONOTONIC within the run, its latency positive.
+				after, _ := monotonicNow()
+				f, err := os.Open(dump)
+				if err != nil {
+					t.Fatal(err)
+				}
+				reqs, err := readDump(f)
+				f.Close()
+				if err != nil || int64(len(reqs)) != rep.OK {
+					t.Fatalf("-dump: %d lines, %d grants (%v)", len(reqs), rep.OK, err)
+				}
+				for _, r := range reqs {
+					if r.start < before || r.end() > after || r.lat <= 0 {
+						t.Fatalf("-dump line %+v outside the run [%d, %d]", r, before, after)
+					}
+				}
 			}
 			f := filepath.Join(dir, mode+".json")
 			if err := os.WriteFile(f, out.Bytes(), 0o600); err != nil {

@@ -14,6 +14,8 @@
 #   CONCS  "16 64"
 #   env    RUNS=3 DUR=15s WARMUP=3s MODE=refresh PORT=18080
 #          INTERVAL=1m adds a per-interval series to each result (long runs)
+#          DUMP=1 writes each run's requests (start, latency) next to its
+#          result as .dump, for latchkey-bench sched (Linux)
 #          PG=postgres://postgres@127.0.0.1:5432 (server with trust auth)
 #          SERVE_ENV="NAME=VALUE ..." extra environment for the server only
 #          (e.g. LATCHKEY_SQLITE_CHECKPOINT_INTERVAL=500ms GOGC=800)
@@ -82,7 +84,7 @@ for db in $dbs; do
         echo "== $mode $db $alg c=$c run $r (load avg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
         taskset -c 1 "${prio[@]}" "$bench" -issuer "$LATCHKEY_ISSUER" -client-id bench -client-secret "$secret" \
           -redirect-uri http://localhost:9999/cb -username bench -mode "$mode" -c "$c" -d "$dur" -warmup "$warm" \
-          -pid "$pid" "${match[@]}" ${INTERVAL:+-interval "$INTERVAL"} -label "$db $alg" -json >"$f"
+          -pid "$pid" "${match[@]}" ${INTERVAL:+-interval "$INTERVAL"} ${DUMP:+-dump "${f%.json}.dump"} -label "$db $alg" -json >"$f"
       done
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
