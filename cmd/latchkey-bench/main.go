@@ -130,11 +130,14 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
 			"       latchkey-bench summarize RESULT.json ...\n"+
-			"       latchkey-bench trace TRACE\n\n"+
+			"       latchkey-bench trace TRACE\n"+
+			"       latchkey-bench sched -dump DUMP PERF_SCRIPT\n\n"+
 			"Measures a token endpoint on THIS machine (loopback addresses only).\n"+
 			"summarize prints the medians of several -json results, grouped by -label, mode and -c.\n"+
 			"trace splits the request cycles of a Go execution trace of the server (/debug/pprof/trace) into\n"+
-			"running, runnable and waiting time, for the median and the slowest 1%.\n\n")
+			"running, runnable and waiting time, for the median and the slowest 1%.\n"+
+			"sched lines a -dump of a run up with a perf sched_switch trace of the server's core: what ran\n"+
+			"there, or nothing, while the slowest 1% waited.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

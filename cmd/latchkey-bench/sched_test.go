@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,4 +202,25 @@ func TestSchedCmd(t *testing.T) {
 	if !strings.Contains(out.String(), "requests inside the kernel trace: 500") {
 		t.Fatalf("report:\n%s", out.String())
 	}
+}
+
+// The dump and perf-script readers take any text without panicking, and
+// whatever they accept analyze takes too.
+func FuzzSchedInputs(f *testing.F) {
+	f.Add("1000 5\n2000 7\n", switchAt(0, 1e9, "latchkey", 4242)+switchAt(0, 2e9, "swapper/0", 0))
+	f.Add("", "        latchkey  1 [000] 1.5: sched:sched_switch: ==> next_comm=x next_pid=9\n")
+	f.Add("9223372036854775807 9223372036854775807\n", "a [000] 99999999999.999999999: sched:sched_switch: x ==> next_comm= next_pid=0\n")
+	f.Fuzz(func(t *testing.T, dump, perf string) {
+		reqs, err := readDump(strings.NewReader(dump))
+		if err != nil {
+			return
+		}
+		runs, err := readSwitches(strings.NewReader(perf), 0)
+		if err != nil {
+			return
+		}
+		if rep, err := analyze(reqs, runs, "latchkey", 500*time.Microsecond, 100*time.Microsecond); err == nil {
+			rep.write(io.Discard)
+		}
+	})
 }
