@@ -211,6 +211,11 @@ func (o *options) validate() error {
 	if o.maxRequests < 0 {
 		errs = append(errs, errors.New("-max-requests must not be negative"))
 	}
+	if o.dump != "" {
+		if _, err := monotonicNow(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -227,6 +232,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	o, err := parseFlags(args, stderr, lookup)
 	if err != nil {
 		return err
+	}
+	var dump *os.File // -dump: created now, so a bad path fails before the run
+	if o.dump != "" {
+		if dump, err = os.Create(o.dump); err != nil {
+			return fmt.Errorf("-dump: %w", err)
+		}
+		defer dump.Close()
 	}
 	progress := func(format string, a ...any) {
 		if !o.json {
@@ -325,9 +337,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		return err
 	}
 
-	if o.dump != "" {
-		if err := writeDump(o.dump, startMono, results); err != nil {
-			return err
+	if dump != nil {
+		err := writeDump(dump, startMono, results)
+		if err == nil {
+			err = dump.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("-dump: %w", err)
 		}
 	}
 	rep := newReport(r, results)

@@ -137,6 +137,12 @@ func TestFlagValidation(t *testing.T) {
 	if err != nil || o.password != "from-env" {
 		t.Fatalf("password from env: %v %q", err, o.password)
 	}
+	// -dump: a file that cannot be created fails the run before it
+	// starts (the issuer here is not even listening).
+	bad := append(append([]string{}, base...), "-dump", filepath.Join(t.TempDir(), "no", "such", "dir"))
+	if err := run(context.Background(), bad, &bytes.Buffer{}, &bytes.Buffer{}, env); err == nil || !strings.Contains(err.Error(), "-dump") {
+		t.Fatalf("-dump into a missing directory: %v", err)
+	}
 }
 
 // TestAgainstLatchkey runs every mode briefly against a real server (on

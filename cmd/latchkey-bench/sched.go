@@ -35,10 +35,10 @@ import (
 	"time"
 )
 
-// writeDump writes every measured request of results: its start on
+// writeDump writes every measured request of results to w: its start on
 // CLOCK_MONOTONIC (startMono is the measured window's start on that clock)
 // and its latency, in nanoseconds, in start order.
-func writeDump(path string, startMono int64, results []*result) error {
+func writeDump(w io.Writer, startMono int64, results []*result) error {
 	var reqs []dumpRequest
 	for _, res := range results {
 		for i, at := range res.at {
@@ -46,22 +46,11 @@ func writeDump(path string, startMono int64, results []*result) error {
 		}
 	}
 	slices.SortFunc(reqs, func(a, b dumpRequest) int { return cmp.Compare(a.start, b.start) })
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("-dump: %w", err)
-	}
-	w := bufio.NewWriter(f)
+	bw := bufio.NewWriter(w)
 	for _, r := range reqs {
-		fmt.Fprintf(w, "%d %d\n", r.start, r.lat)
+		fmt.Fprintf(bw, "%d %d\n", r.start, r.lat)
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("-dump: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("-dump: %w", err)
-	}
-	return nil
+	return bw.Flush()
 }
 
 // dumpRequest is one line of a -dump file, in nanoseconds.
