@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -209,8 +210,14 @@ func analyze(reqs []dumpRequest, runs []coreRun, server string, minOther, minIdl
 	}
 	byLat := slices.Clone(in)
 	slices.SortStableFunc(byLat, func(a, b dumpRequest) int { return cmp.Compare(a.lat, b.lat) })
+	// pct is the load tool's own percentile (report.go) of rs, sorted by
+	// latency, in milliseconds.
 	pct := func(rs []dumpRequest, p float64) float64 {
-		return float64(rs[min(len(rs)-1, int(float64(len(rs))*p))].lat) / 1e6
+		lats := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			lats[i] = time.Duration(r.lat)
+		}
+		return float64(percentile(lats, p)) / float64(time.Millisecond)
 	}
 	rep := &schedReport{requests: len(in), p50: pct(byLat, 0.5), p99: pct(byLat, 0.99)}
 	share := func(rs []dumpRequest) map[string]float64 {
@@ -277,13 +284,7 @@ func (rep *schedReport) write(w io.Writer) {
 	fmt.Fprintf(w, "requests inside the kernel trace: %d; p50 %.2f ms, p99 %.2f ms, p99/p50 %.2f\n", rep.requests, rep.p50, rep.p99, rep.p99/rep.p50)
 	band := func(name string, n int, sh map[string]float64) {
 		fmt.Fprintf(w, "%s (%d requests): the core during them\n", name, n)
-		keys := slices.Collect(func(yield func(string) bool) {
-			for k := range sh {
-				if !yield(k) {
-					return
-				}
-			}
-		})
+		keys := slices.Collect(maps.Keys(sh))
 		slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(sh[b], sh[a]), cmp.Compare(a, b)) })
 		for _, k := range keys[:min(len(keys), 8)] {
 			fmt.Fprintf(w, "  %-24s %6.2f %%\n", k, 100*sh[k])
