@@ -49,6 +49,12 @@ func newOperations(ctx context.Context, cfg config.Config, st *sqlstore.Store, l
 		o.metrics = metrics.New()
 		o.metrics.RegisterDB(st.DB(), st.Engine())
 		o.metrics.RegisterLiveFamilies(st.CountLiveFamilies, time.Now, liveFamiliesEvery)
+		if st.CheckpointInterval() > 0 { // a SQLite file: its WAL checkpoints
+			observe := o.metrics.RegisterCheckpoints()
+			st.OnCheckpoint(func(p sqlstore.CheckpointPass) {
+				observe(p.Final, p.Duration, p.WALFrames, p.Err != nil)
+			})
+		}
 	}
 	if cfg.AuditWebhookURL != "" {
 		sec, err := cfg.AuditWebhookSecretValue()

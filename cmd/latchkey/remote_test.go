@@ -175,7 +175,9 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // API on its own listener, checks health, metrics and the API there (and
 // not on the public listener), and stops it as SIGTERM would.
 func TestServeAdminListener(t *testing.T) {
-	adminURL, publicURL, logs, stop := serveWithAdmin(t, nil)
+	// The shortest checkpoint interval, so that the write below is
+	// checkpointed within the test.
+	adminURL, publicURL, logs, stop := serveWithAdmin(t, map[string]string{"LATCHKEY_SQLITE_CHECKPOINT_INTERVAL": "250ms"})
 	defer stop()
 
 	get := func(url, token string) (int, string) { code, b := getBearer(t, url, token); return code, string(b) }
@@ -204,6 +206,29 @@ func TestServeAdminListener(t *testing.T) {
 	c := &remoteCLI{t: t, env: map[string]string{"LATCHKEY_ADMIN_TOKEN": remoteToken}}
 	if list := decodeJSON[[]operator.ClientView](t, c.ok("", "client", "list", "--admin-url", adminURL)); len(list) != 0 {
 		t.Errorf("client list: %+v", list)
+	}
+
+	// A write (through the admin API) is checkpointed, and the passes show
+	// in the SQLite checkpoint metrics.
+	c.ok("", "client", "create", "--admin-url", adminURL, "--id", "web", "--redirect-uri", "https://app.example.com/cb")
+	final := `latchkey_sqlite_checkpoint_duration_seconds_count{pass="final"} `
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body = get(adminURL+"/metrics", remoteToken)
+		if strings.Contains(body, final) && !strings.Contains(body, final+"0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no final checkpoint pass in the metrics 10s after a write:\n%s", grepLines(body, "latchkey_sqlite"))
+		}
+	}
+	for _, want := range []string{`latchkey_sqlite_checkpoint_duration_seconds_count{pass="background"} `,
+		`latchkey_sqlite_checkpoint_errors_total{pass="final"} 0`, "latchkey_sqlite_wal_frames "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, `latchkey_sqlite_checkpoint_duration_seconds_count{pass="background"} 0`+"\n") || strings.Contains(body, "latchkey_sqlite_wal_frames 0\n") {
+		t.Errorf("a checkpoint of a write without background passes or WAL frames:\n%s", grepLines(body, "latchkey_sqlite"))
 	}
 
 	// Runtime profiles are off unless admin_pprof is set.
@@ -398,4 +423,15 @@ func TestServeAllFinishesInFlight(t *testing.T) {
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

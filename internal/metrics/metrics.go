@@ -148,6 +148,51 @@ func (m *Metrics) RegisterDB(db *sql.DB, name string) {
 	m.Registry.MustRegister(collectors.NewDBStatsCollector(db, name))
 }
 
+// RegisterCheckpoints registers the metrics of a SQLite database's WAL
+// checkpoints and returns the function that records one pass (final: the
+// writer's final pass, during which no commit runs, else a background
+// pass; took: its duration; walFrames: the WAL's length in frames when it
+// ended; failed: it returned an error). Call it once, and only for a
+// file-backed SQLite database (sqlstore.Store.OnCheckpoint). On a nil
+// *Metrics it returns a function that does nothing.
+func (m *Metrics) RegisterCheckpoints() func(final bool, took time.Duration, walFrames int, failed bool) {
+	if m == nil {
+		return func(bool, time.Duration, int, bool) {}
+	}
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "latchkey_sqlite_checkpoint_duration_seconds",
+		Help: "SQLite WAL checkpoint passes by pass (background: alongside the commits; final: every commit waits for it).",
+		// From a fraction of a millisecond (a final pass on a fast disk)
+		// to seconds (a background pass copying a large WAL).
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"pass"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_sqlite_checkpoint_errors_total",
+		Help: "SQLite WAL checkpoint passes that failed, by pass (their frames stay in the WAL for the next checkpoint).",
+	}, []string{"pass"})
+	frames := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "latchkey_sqlite_wal_frames",
+		Help: "Length of the SQLite WAL in frames (pages) at the end of the last checkpoint pass: the writes of one checkpoint interval.",
+	})
+	for _, p := range []string{"background", "final"} {
+		duration.WithLabelValues(p)
+		errs.WithLabelValues(p)
+	}
+	m.Registry.MustRegister(duration, errs, frames)
+	return func(final bool, took time.Duration, walFrames int, failed bool) {
+		pass := "background"
+		if final {
+			pass = "final"
+		}
+		duration.WithLabelValues(pass).Observe(took.Seconds())
+		if failed {
+			errs.WithLabelValues(pass).Inc()
+			return
+		}
+		frames.Set(float64(walFrames))
+	}
+}
+
 // RegisterLiveFamilies exports latchkey_live_families, counted by count
 // (store.CountLiveFamilies) at scrape time but at most once per every, so
 // frequent scrapes cost one COUNT query per interval. It is a database-wide

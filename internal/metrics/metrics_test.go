@@ -131,7 +131,65 @@ func TestNilMetrics(t *testing.T) {
 	m.WebhookDropped()
 	m.WebhookLease(true)
 	m.RegisterDB(nil, "x")
+	m.RegisterCheckpoints()(true, time.Millisecond, 10, false)
 	if m.Instrument(nil) != nil || m.Handler() == nil {
 		t.Error("nil Metrics: Instrument must pass through, Handler must answer")
+	}
+}
+
+// TestCheckpointMetrics: each pass is timed under its own label, failures
+// are counted, and the WAL gauge follows the last pass that succeeded.
+func TestCheckpointMetrics(t *testing.T) {
+	m := metrics.New()
+	if got := value(t, m, "latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "final"}); got != 0 {
+		t.Fatalf("registered before RegisterCheckpoints: %v", got)
+	}
+	observe := m.RegisterCheckpoints()
+	observe(false, 30*time.Millisecond, 16000, false)
+	observe(false, 2*time.Millisecond, 16200, false)
+	observe(true, 4*time.Millisecond, 16250, false)
+	observe(false, time.Millisecond, 99, true)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "background"}, 3},
+		{"latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "final"}, 1},
+		{"latchkey_sqlite_checkpoint_errors_total", map[string]string{"pass": "background"}, 1},
+		{"latchkey_sqlite_checkpoint_errors_total", map[string]string{"pass": "final"}, 0},
+		{"latchkey_sqlite_wal_frames", nil, 16250},
+	} {
+		if got := value(t, m, tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	// The final pass's duration lands in its buckets: 4 ms is above 2 ms
+	// and within 5 ms.
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "latchkey_sqlite_checkpoint_duration_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			if !match(s, map[string]string{"pass": "final"}) {
+				continue
+			}
+			if sum := s.GetHistogram().GetSampleSum(); sum != 0.004 {
+				t.Errorf("final pass sum %v s, want 0.004", sum)
+			}
+			for _, b := range s.GetHistogram().GetBucket() {
+				want := uint64(0)
+				if b.GetUpperBound() >= 0.005 {
+					want = 1
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("final pass bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
+			}
+		}
 	}
 }

@@ -167,6 +167,45 @@ func (c *checkpointer) onWrites(interval time.Duration, seen int64, fn func() bo
 	}
 }
 
+// CheckpointPass is what one pass of a SQLite Store's WAL checkpointer did
+// (OnCheckpoint).
+type CheckpointPass struct {
+	// Final is the writer's final pass, during which no commit runs; false
+	// for a background pass, which runs alongside the commits.
+	Final bool
+	// Duration is how long the pass took: for the final pass, how long it
+	// held every commit back.
+	Duration time.Duration
+	// WALFrames is the WAL's length in frames (pages) when the pass ended,
+	// Copied how many of them are now in the database file. After a final
+	// pass the two are equal unless another connection was reading an
+	// older snapshot, and the next commit starts the WAL again from its
+	// first frame.
+	WALFrames, Copied int
+	// Err is the pass's error; the frames it did not copy stay in the WAL
+	// for the next checkpoint.
+	Err error
+}
+
+// OnCheckpoint has fn called after every pass of the WAL checkpointer
+// (file-backed SQLite only; on PostgreSQL and in-memory SQLite it is never
+// called). fn runs on the checkpointer's or the writer's goroutine, so it
+// must be quick (a metric's update); nil stops the calls.
+func (s *Store) OnCheckpoint(fn func(CheckpointPass)) {
+	if fn == nil {
+		s.onCheckpoint.Store(nil)
+		return
+	}
+	s.onCheckpoint.Store(&fn)
+}
+
+// observeCheckpoint reports one pass to the OnCheckpoint function.
+func (s *Store) observeCheckpoint(p CheckpointPass) {
+	if fn := s.onCheckpoint.Load(); fn != nil {
+		(*fn)(p)
+	}
+}
+
 // checkpoint runs the background passes, then has the writer run the final
 // one. Errors are left for the next interval: a failed or partial
 // checkpoint loses nothing (the frames stay in the WAL).
@@ -174,9 +213,11 @@ func (c *checkpointer) checkpoint() {
 	ctx := context.Background()
 	for range maxBackgroundPasses {
 		t0 := time.Now()
-		_, _, err := c.s.walCheckpoint(ctx)
+		log, copied, err := c.s.walCheckpoint(ctx)
+		took := time.Since(t0)
 		c.passes.Add(1)
-		if err != nil || time.Since(t0) < checkpointQuickPass {
+		c.s.observeCheckpoint(CheckpointPass{Duration: took, WALFrames: log, Copied: copied, Err: err})
+		if err != nil || took < checkpointQuickPass {
 			break
 		}
 		select {

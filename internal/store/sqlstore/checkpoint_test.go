@@ -201,3 +201,77 @@ func TestSetCheckpointInterval(t *testing.T) {
 		t.Errorf("PostgreSQL: interval %v, want 0 (no checkpointer)", got)
 	}
 }
+
+// OnCheckpoint sees every pass: the background ones, then the writer's
+// final pass, which leaves the WAL fully copied; after OnCheckpoint(nil)
+// nothing more. The observer outlives a new checkpoint interval.
+func TestOnCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	s := testdb.SQLite(t)
+	s.RestartCheckpointer(time.Hour, time.Hour) // only the checkpoints below
+	var (
+		mu     sync.Mutex
+		passes []sqlstore.CheckpointPass
+	)
+	s.OnCheckpoint(func(p sqlstore.CheckpointPass) {
+		mu.Lock()
+		passes = append(passes, p)
+		mu.Unlock()
+	})
+	for i := range 50 {
+		if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt", FamilyID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.CheckpointNow()
+	mu.Lock()
+	got := append([]sqlstore.CheckpointPass(nil), passes...)
+	mu.Unlock()
+	bg, finals := 0, 0
+	for _, p := range got {
+		if p.Err != nil {
+			t.Errorf("pass %+v failed", p)
+		}
+		if p.Duration <= 0 || p.WALFrames <= 0 {
+			t.Errorf("pass %+v: want a duration and the WAL's frames (50 commits were written)", p)
+		}
+		if p.Final {
+			finals++
+			if p.Copied != p.WALFrames {
+				t.Errorf("final pass copied %d of %d frames, want all", p.Copied, p.WALFrames)
+			}
+		} else {
+			bg++
+		}
+	}
+	if bg < 1 || finals != 1 || len(got) == 0 || !got[len(got)-1].Final {
+		t.Fatalf("passes %+v: want background passes, then one final pass", got)
+	}
+	if cp, cf := s.Checkpoints(); int(cp) != bg || cf != 1 {
+		t.Errorf("observed %d background passes and 1 final pass, the checkpointer counted %d and %d", bg, cp, cf)
+	}
+
+	// A new interval keeps the observer.
+	s.SetCheckpointInterval(time.Minute)
+	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
+		t.Fatal(err)
+	}
+	s.CheckpointNow()
+	mu.Lock()
+	n := len(passes)
+	mu.Unlock()
+	if n <= len(got) {
+		t.Errorf("no pass observed after SetCheckpointInterval")
+	}
+
+	s.OnCheckpoint(nil)
+	if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.checkpoint", UserID: "ckpt"}); err != nil {
+		t.Fatal(err)
+	}
+	s.CheckpointNow()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(passes) != n {
+		t.Errorf("%d passes observed after OnCheckpoint(nil)", len(passes)-n)
+	}
+}

@@ -57,6 +57,8 @@ type Store struct {
 	watch clientWatch
 	// ckpt checkpoints the WAL (file-backed SQLite only; checkpoint.go).
 	ckpt *checkpointer
+	// onCheckpoint observes each of ckpt's passes (OnCheckpoint).
+	onCheckpoint atomic.Pointer[func(CheckpointPass)]
 	// pipelineTried and pipelined count the batches sent as one pipeline
 	// and those committed that way (PostgreSQL; pipeline.go), for tests.
 	pipelineTried, pipelined atomic.Int64

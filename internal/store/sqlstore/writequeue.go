@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/latchkey-dev/latchkey/internal/store"
 )
@@ -200,7 +201,9 @@ func (w *writeQueue) write(batch []*writeReq) {
 		batch = writes
 		if len(batch) < n {
 			defer func() {
-				_, _, err := w.s.walCheckpoint(context.Background())
+				t0 := time.Now()
+				log, copied, err := w.s.walCheckpoint(context.Background())
+				w.s.observeCheckpoint(CheckpointPass{Final: true, Duration: time.Since(t0), WALFrames: log, Copied: copied, Err: err})
 				for _, r := range ckpts {
 					r.done <- err
 				}
