@@ -189,7 +189,9 @@ func (m *Metrics) RegisterCheckpoints() func(final bool, took time.Duration, wal
 			errs.WithLabelValues(pass).Inc()
 			return
 		}
-		frames.Set(float64(walFrames))
+		if walFrames >= 0 { // SQLite reports -1 when another connection was checkpointing
+			frames.Set(float64(walFrames))
+		}
 	}
 }
 

@@ -149,12 +149,13 @@ func TestCheckpointMetrics(t *testing.T) {
 	observe(false, 2*time.Millisecond, 16200, false)
 	observe(true, 4*time.Millisecond, 16250, false)
 	observe(false, time.Millisecond, 99, true)
+	observe(false, time.Millisecond, -1, false) // another connection was checkpointing
 	for _, tc := range []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
-		{"latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "background"}, 3},
+		{"latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "background"}, 4},
 		{"latchkey_sqlite_checkpoint_duration_seconds", map[string]string{"pass": "final"}, 1},
 		{"latchkey_sqlite_checkpoint_errors_total", map[string]string{"pass": "background"}, 1},
 		{"latchkey_sqlite_checkpoint_errors_total", map[string]string{"pass": "final"}, 0},

@@ -180,7 +180,8 @@ type CheckpointPass struct {
 	// Copied how many of them are now in the database file. After a final
 	// pass the two are equal unless another connection was reading an
 	// older snapshot, and the next commit starts the WAL again from its
-	// first frame.
+	// first frame. Both are -1 when another connection (another process)
+	// was checkpointing and this pass did nothing.
 	WALFrames, Copied int
 	// Err is the pass's error; the frames it did not copy stay in the WAL
 	// for the next checkpoint.
