@@ -22,6 +22,10 @@
 //	            exchange is the timed grant, the iteration is reported too
 //	introspect  RFC 7662 introspection of the workers' access tokens
 //
+// With -tokens-out FILE it only obtains the refresh tokens and writes them
+// to FILE, for another load generator (cmd/latchkey-bench/wrk: wrk, a C
+// event loop, cross-checks this tool's latencies).
+//
 // It only ever connects to loopback addresses (127.0.0.0/8, ::1,
 // localhost): load against any other machine is forbidden here, and the
 // tool refuses such targets, including ones named by the discovery
@@ -30,6 +34,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -64,6 +69,7 @@ type options struct {
 	json                                                            bool
 	label                                                           string
 	dump                                                            string // -dump FILE
+	tokensOut                                                       string // -tokens-out FILE
 }
 
 func main() {
@@ -126,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.DurationVar(&o.interval, "interval", 0, "also report throughput, server CPU and server memory (with -pid) for every interval of the measured window, e.g. 1m for a long run (0: only the totals)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.StringVar(&o.dump, "dump", "", "also write every measured request to this file, one line each: its start on CLOCK_MONOTONIC and its latency, in nanoseconds (Linux; lines requests up with `perf record -k CLOCK_MONOTONIC` of the server's core, see latchkey-bench sched)")
+	fs.StringVar(&o.tokensOut, "tokens-out", "", "obtain -n refresh tokens, write them to this new file (one per line, mode 0600; an existing file is refused) and exit without load: for another load generator, e.g. wrk with cmd/latchkey-bench/wrk/refresh.lua. Each token rotates on use: a token file serves one run")
 	fs.StringVar(&o.label, "label", "", `free text stored in the result (e.g. "sqlite ES256"); summarize groups runs by it`)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
@@ -216,6 +223,9 @@ func (o *options) validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if o.tokensOut != "" && o.mode != "refresh" {
+		errs = append(errs, errors.New("-tokens-out obtains refresh tokens: it takes -mode refresh"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -239,6 +249,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 			return fmt.Errorf("-dump: %w", err)
 		}
 		defer dump.Close()
+	}
+	var tokensOut *os.File // -tokens-out: created now, for the same reason
+	if o.tokensOut != "" {
+		if tokensOut, err = os.OpenFile(o.tokensOut, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return fmt.Errorf("-tokens-out: %w", err)
+		}
+		defer func() {
+			if tokensOut != nil { // not written: leave no half-written file
+				tokensOut.Close()
+				os.Remove(o.tokensOut)
+			}
+		}()
 	}
 	progress := func(format string, a ...any) {
 		if !o.json {
@@ -276,6 +298,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		all, err := acquire(ctx, newSession(o, m, t), o.tokens)
 		if err != nil {
 			return err
+		}
+		if tokensOut != nil {
+			if err := writeTokens(tokensOut, all); err != nil {
+				return fmt.Errorf("-tokens-out: %w", err)
+			}
+			tokensOut = nil
+			progress("wrote %d refresh tokens to %s", len(all), o.tokensOut)
+			return nil
 		}
 		for i, c := range all {
 			creds[i%o.concurrency] = append(creds[i%o.concurrency], c)
@@ -355,4 +385,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	rep.writeText(stdout)
 	return nil
+}
+
+// writeTokens writes each credential's refresh token on a line of f and
+// closes it.
+func writeTokens(f *os.File, creds []*credential) error {
+	w := bufio.NewWriter(f)
+	for _, c := range creds {
+		w.WriteString(c.refresh)
+		w.WriteByte('\n')
+	}
+	err := w.Flush()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -126,6 +126,7 @@ func TestFlagValidation(t *testing.T) {
 	for _, extra := range [][]string{
 		{"-issuer", "http://10.0.0.1"}, {"-mode", "nope"}, {"-c", "0"}, {"-c", "5000"}, {"-d", "11m"}, {"-d", "0s"},
 		{"-n", "3", "-c", "4"}, {"-mode", "introspect"}, {"-auth", "jwt"}, {"-warmup", "2m"},
+		{"-mode", "code", "-tokens-out", "tokens.txt"},
 	} {
 		if _, err := parseFlags(append(append([]string{}, base...), extra...), &bytes.Buffer{}, env); err == nil {
 			t.Errorf("%v accepted", extra)
@@ -230,6 +231,63 @@ func TestAgainstLatchkey(t *testing.T) {
 		if !strings.Contains(sum.String(), mode) {
 			t.Errorf("summary lacks %s:\n%s", mode, sum.String())
 		}
+	}
+}
+
+// -tokens-out writes -n working refresh tokens to a new 0600 file and runs
+// no load; it never overwrites a file, and leaves none when it fails.
+func TestTokensOut(t *testing.T) {
+	ts := testserver.Start(t)
+	dir := t.TempDir()
+	env := func(string) (string, bool) { return "", false }
+	args := func(out, password string) []string {
+		return []string{
+			"-issuer", ts.URL, "-client-id", testserver.WebClient, "-client-secret", testserver.WebSecret,
+			"-redirect-uri", testserver.Redirect, "-username", testserver.Alice, "-password", password,
+			"-c", "2", "-n", "3", "-tokens-out", out,
+		}
+	}
+	out := filepath.Join(dir, "tokens")
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), args(out, testserver.AlicePW), &stdout, &stderr, env); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "wrote 3 refresh tokens") {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+	st, err := os.Stat(out)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v %v", st, err)
+	}
+	b, _ := os.ReadFile(out)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 3 || lines[0] == lines[1] {
+		t.Fatalf("token file: %q", b)
+	}
+	// The tokens are live: each rotates once.
+	o := &options{clientID: testserver.WebClient, clientSecret: testserver.WebSecret, authMethod: "basic", mode: "refresh", timeout: 5 * time.Second}
+	r := &runner{o: o, m: &metadata{TokenEndpoint: ts.URL + "/token"}, hc: newClient(newTransport(1), 5*time.Second)}
+	for _, tok := range lines {
+		c := &credential{refresh: tok}
+		if kind, e := r.refresh(context.Background(), c); kind != "" || c.refresh == tok {
+			t.Fatalf("refresh with a written token: %q %q", kind, e)
+		}
+	}
+	// An existing file is refused, before any sign-in, and kept as it was.
+	err = run(context.Background(), args(out, testserver.AlicePW), &bytes.Buffer{}, &bytes.Buffer{}, env)
+	if err == nil || !strings.Contains(err.Error(), "-tokens-out") {
+		t.Fatalf("existing file: %v", err)
+	}
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, b) {
+		t.Fatal("existing token file changed")
+	}
+	// A failed sign-in leaves no file behind.
+	failed := filepath.Join(dir, "failed")
+	if err := run(context.Background(), args(failed, "wrong password"), &bytes.Buffer{}, &bytes.Buffer{}, env); err == nil {
+		t.Fatal("wrong password: no error")
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Fatalf("failed run left %s: %v", failed, err)
 	}
 }
 

@@ -36,15 +36,9 @@ prio=()
 read -r -a serve_env <<<"${SERVE_ENV:-}"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
-mkdir -p "$out/bin"
+mkdir -p "$out"
 out=$(cd "$out" && pwd)
-(cd "$root" && go build -o "$out/bin/latchkey" ./cmd/latchkey && go build -o "$out/bin/latchkey-bench" ./cmd/latchkey-bench)
-lk=$out/bin/latchkey bench=$out/bin/latchkey-bench
-port=${PORT:-18080}
-export LATCHKEY_MASTER_KEY LATCHKEY_ISSUER=http://127.0.0.1:$port LATCHKEY_ADDR=127.0.0.1:$port
-LATCHKEY_MASTER_KEY=$(openssl rand -base64 32)
-secret=bench-secret-$(openssl rand -hex 16)
-export LATCHKEY_BENCH_PASSWORD="bench password $(openssl rand -hex 8)"
+. "$root/cmd/latchkey-bench/setup.sh" # binaries, port, secret, LATCHKEY_* environment
 
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
