@@ -86,7 +86,7 @@ func (r *runner) clientAuth(form url.Values, req *http.Request) {
 
 // post sends form to endpoint with client authentication and decodes the
 // JSON answer. kind is "" on a 200 with a JSON body, else the error kind.
-func (r *runner) post(ctx context.Context, endpoint string, form url.Values) (tr tokenResponse, kind, example string) {
+func (r *runner) post(ctx context.Context, d doer, endpoint string, form url.Values) (tr tokenResponse, kind, example string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
 	if err != nil {
 		return tr, "request: " + err.Error(), ""
@@ -97,7 +97,7 @@ func (r *runner) post(ctx context.Context, endpoint string, form url.Values) (tr
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := r.hc.Do(req)
+	resp, err := d.Do(req)
 	if err != nil {
 		return tr, transportKind(err), err.Error()
 	}
@@ -143,8 +143,8 @@ func transportKind(err error) string {
 }
 
 // refresh rotates c once (RFC 6749 §6) and keeps the newest token.
-func (r *runner) refresh(ctx context.Context, c *credential) (kind, example string) {
-	tr, kind, example := r.post(ctx, r.m.TokenEndpoint, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.refresh}})
+func (r *runner) refresh(ctx context.Context, d doer, c *credential) (kind, example string) {
+	tr, kind, example := r.post(ctx, d, r.m.TokenEndpoint, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.refresh}})
 	if kind != "" {
 		if tr.Error == "invalid_grant" {
 			c.dead = true
@@ -167,12 +167,12 @@ func (r *runner) refresh(ctx context.Context, c *credential) (kind, example stri
 }
 
 // introspect asks about c's access (or refresh) token (RFC 7662).
-func (r *runner) introspect(ctx context.Context, c *credential) (kind, example string) {
+func (r *runner) introspect(ctx context.Context, d doer, c *credential) (kind, example string) {
 	tok, hint := c.access, "access_token"
 	if r.o.introspectToken == "refresh" {
 		tok, hint = c.refresh, "refresh_token"
 	}
-	tr, kind, example := r.post(ctx, r.m.IntrospectionEndpoint, url.Values{"token": {tok}, "token_type_hint": {hint}})
+	tr, kind, example := r.post(ctx, d, r.m.IntrospectionEndpoint, url.Values{"token": {tok}, "token_type_hint": {hint}})
 	switch {
 	case kind != "":
 		return kind, example
@@ -226,10 +226,28 @@ func shortFlowError(err error) string {
 	return "failed"
 }
 
+// workerDoer returns what one worker sends its refresh or introspection
+// requests with: a connection of its own (connClient), or, for an https
+// endpoint, the shared net/http client.
+func (r *runner) workerDoer() doer {
+	endpoint := r.m.TokenEndpoint
+	if r.o.mode == "introspect" {
+		endpoint = r.m.IntrospectionEndpoint
+	}
+	if u, err := url.Parse(endpoint); err == nil && u.Scheme == "http" {
+		return newConnClient(r.o.timeout)
+	}
+	return r.hc
+}
+
 // work is one worker: it loops until the window ends, using its own
 // credentials (refresh, introspect) or its own signed-in browser (code).
 func (r *runner) work(ctx context.Context, creds []*credential, s *session) *result {
 	res := &result{errs: map[string]int64{}, examples: map[string]string{}}
+	d := r.workerDoer()
+	if cc, ok := d.(*connClient); ok {
+		defer cc.Close()
+	}
 	next := 0
 	for {
 		now := time.Now()
@@ -259,10 +277,10 @@ func (r *runner) work(ctx context.Context, creds []*credential, s *session) *res
 		start := time.Now()
 		switch r.o.mode {
 		case "refresh":
-			kind, e = r.refresh(ctx, c)
+			kind, e = r.refresh(ctx, d, c)
 			lat = time.Since(start)
 		case "introspect":
-			kind, e = r.introspect(ctx, c)
+			kind, e = r.introspect(ctx, d, c)
 			lat = time.Since(start)
 		case "code":
 			lat, kind, e = r.codeFlow(ctx, s)

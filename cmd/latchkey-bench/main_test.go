@@ -269,7 +269,7 @@ func TestTokensOut(t *testing.T) {
 	r := &runner{o: o, m: &metadata{TokenEndpoint: ts.URL + "/token"}, hc: newClient(newTransport(1), 5*time.Second)}
 	for _, tok := range lines {
 		c := &credential{refresh: tok}
-		if kind, e := r.refresh(context.Background(), c); kind != "" || c.refresh == tok {
+		if kind, e := r.refresh(context.Background(), r.hc, c); kind != "" || c.refresh == tok {
 			t.Fatalf("refresh with a written token: %q %q", kind, e)
 		}
 	}
@@ -296,14 +296,18 @@ func TestRefusedTokensAreCounted(t *testing.T) {
 	ts := testserver.Start(t)
 	o := &options{clientID: testserver.WebClient, clientSecret: testserver.WebSecret, authMethod: "basic", mode: "refresh", timeout: 5 * time.Second}
 	r := &runner{o: o, m: &metadata{TokenEndpoint: ts.URL + "/token"}, hc: newClient(newTransport(1), 5*time.Second)}
-	c := &credential{refresh: "lkrt_not-a-real-token"}
-	kind, _ := r.refresh(context.Background(), c)
-	if kind != "HTTP 400 invalid_grant" || !c.dead {
-		t.Fatalf("kind %q dead %v", kind, c.dead)
+	for _, d := range []doer{r.hc, newConnClient(5 * time.Second)} {
+		c := &credential{refresh: "lkrt_not-a-real-token"}
+		kind, _ := r.refresh(context.Background(), d, c)
+		if kind != "HTTP 400 invalid_grant" || !c.dead {
+			t.Fatalf("%T: kind %q dead %v", d, kind, c.dead)
+		}
 	}
 	r.m.TokenEndpoint = "http://127.0.0.1:1/token"
-	if kind, _ := r.refresh(context.Background(), &credential{refresh: "x"}); kind != "transport: connection refused" {
-		t.Fatalf("kind %q", kind)
+	for _, d := range []doer{r.hc, newConnClient(5 * time.Second)} {
+		if kind, _ := r.refresh(context.Background(), d, &credential{refresh: "x"}); kind != "transport: connection refused" {
+			t.Fatalf("%T: kind %q", d, kind)
+		}
 	}
 }
 
