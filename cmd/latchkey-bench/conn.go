@@ -40,8 +40,7 @@ type connClient struct {
 }
 
 func newConnClient(timeout time.Duration) *connClient {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: loopbackOnly}
-	return &connClient{dial: d.DialContext, timeout: timeout}
+	return &connClient{dial: loopbackDialer().DialContext, timeout: timeout}
 }
 
 // Do sends req on the worker's connection (dialling it first if needed)

@@ -228,11 +228,15 @@ func shortFlowError(err error) string {
 
 // workerDoer returns what one worker sends its refresh or introspection
 // requests with: a connection of its own (connClient), or, for an https
-// endpoint, the shared net/http client.
+// endpoint, the shared net/http client (which the code flow always uses:
+// it needs the browser's cookies).
 func (r *runner) workerDoer() doer {
 	endpoint := r.m.TokenEndpoint
-	if r.o.mode == "introspect" {
+	switch r.o.mode {
+	case "introspect":
 		endpoint = r.m.IntrospectionEndpoint
+	case "code":
+		return r.hc
 	}
 	if u, err := url.Parse(endpoint); err == nil && u.Scheme == "http" {
 		return newConnClient(r.o.timeout)

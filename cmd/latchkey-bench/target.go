@@ -62,13 +62,17 @@ func loopbackOnly(network, address string, _ syscall.RawConn) error {
 	return nil
 }
 
+// loopbackDialer dials only loopback addresses (loopbackOnly).
+func loopbackDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: loopbackOnly}
+}
+
 // newTransport returns a keep-alive transport that can only reach loopback
 // addresses and ignores proxy settings.
 func newTransport(conns int) *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: loopbackOnly}
 	return &http.Transport{
 		Proxy:               nil,
-		DialContext:         d.DialContext,
+		DialContext:         loopbackDialer().DialContext,
 		MaxIdleConns:        2 * conns,
 		MaxIdleConnsPerHost: 2 * conns,
 		IdleConnTimeout:     90 * time.Second,
