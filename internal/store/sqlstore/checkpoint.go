@@ -127,6 +127,19 @@ const maxBackgroundPasses = 2
 // the kernel start writing the WAL's dirty pages to disk.
 const walWritebackInterval = 50 * time.Millisecond
 
+// walReadAheadChunk is how much of the WAL file the writeback goroutine
+// asks the kernel to bring back into the page cache at each interval,
+// walking from the start of the file after every restart of the WAL: 160
+// MB/s at one chunk every 50 ms, ahead of the writer's ~50 MB/s at the
+// benchmark's peak. A WAL frame (24 bytes and a page) covers two file
+// blocks partially, and a partial write to a block the page cache no
+// longer holds reads it from the disk first, inside the commit every
+// request of the batch waits for: proactive reclaim (the benchmark VM's
+// DAMON pageout of cold page cache) made that 34 reads a second and stops
+// of up to 0.4 s (docs/BENCHMARKS.md, session 12). Blocks still cached
+// cost the kernel a lookup each.
+const walReadAheadChunk = 8 << 20
+
 type checkpointer struct {
 	s     *Store
 	every time.Duration // the checkpoint interval
@@ -136,10 +149,15 @@ type checkpointer struct {
 	// passes and finals count background and final passes, writebacks the
 	// WAL writebacks started, for tests.
 	passes, finals, writebacks atomic.Int64
+	// readAheadChunk is walReadAheadChunk (tests set less); readAheadCycle
+	// and readAheadTo are the WAL restart the read-ahead last started from
+	// and how far into the file it has asked for since, for tests.
+	readAheadChunk, readAheadCycle, readAheadTo atomic.Int64
 }
 
 func newCheckpointer(s *Store, every, writeback time.Duration) *checkpointer {
 	c := &checkpointer{s: s, every: every, stop: make(chan struct{})}
+	c.readAheadChunk.Store(walReadAheadChunk)
 	seen := s.writes.commits.Load()
 	c.wg.Go(func() { c.onWrites(every, seen, func() bool { c.checkpoint(); return true }) })
 	c.wg.Go(func() { c.writebackWAL(writeback, seen) })
@@ -233,10 +251,11 @@ func (c *checkpointer) checkpoint() {
 }
 
 // writebackWAL starts the kernel's writeback of the WAL file every
-// interval in which a batch was committed (seen as for onWrites). Where
-// that is not supported (not Linux) it returns at once. A failure (the file
-// not there yet, an I/O error) is tried again the next interval: writeback
-// only saves the checkpoint work, it is never needed for correctness.
+// interval in which a batch was committed (seen as for onWrites), and reads
+// the next walReadAheadChunk of the file back into the page cache if it
+// left (readAhead). Where that is not supported (not Linux) it returns at
+// once. A failure (the file not there yet, an I/O error) is tried again
+// the next interval: neither is ever needed for correctness.
 func (c *checkpointer) writebackWAL(interval time.Duration, seen int64) {
 	w := walFile{s: c.s}
 	defer w.close()
@@ -244,9 +263,36 @@ func (c *checkpointer) writebackWAL(interval time.Duration, seen int64) {
 		err := w.writeback()
 		if err == nil {
 			c.writebacks.Add(1)
+			c.readAhead(&w)
 		}
 		return !errors.Is(err, errors.ErrUnsupported)
 	})
+}
+
+// readAhead asks the kernel to bring the next chunk of the WAL file into
+// the page cache, from the start of the file again after each restart of
+// the WAL (a final pass that copied every frame): the writer then rewrites
+// the file from its first frame, and each frame it writes must find its
+// two blocks cached or read them inside the commit (walReadAheadChunk).
+// The advice returns without waiting for the reads.
+func (c *checkpointer) readAhead(w *walFile) {
+	if cycle := c.s.writes.walRestarts.Load(); cycle != c.readAheadCycle.Load() || w.aheadFile != w.f {
+		c.readAheadCycle.Store(cycle)
+		c.readAheadTo.Store(0)
+		w.aheadFile = w.f
+	}
+	st, err := w.f.Stat()
+	if err != nil {
+		return
+	}
+	from := c.readAheadTo.Load()
+	n := min(c.readAheadChunk.Load(), st.Size()-from)
+	if n <= 0 {
+		return
+	}
+	if adviseWillNeed(w.f, from, n) == nil {
+		c.readAheadTo.Store(from + n)
+	}
 }
 
 // walFile is the Store's WAL file, opened for writeback. SQLite locks the
@@ -256,6 +302,9 @@ type walFile struct {
 	s    *Store
 	path string // the WAL's path, from PRAGMA database_list
 	f    *os.File
+	// aheadFile is the file readAhead last advised: a file opened anew
+	// (SQLite created the WAL again) starts the read-ahead from its start.
+	aheadFile *os.File
 }
 
 // writeback starts writing the WAL's dirty pages, (re)opening the file if

@@ -134,21 +134,29 @@ func waitForCheckpoint(t *testing.T, s *sqlstore.Store) {
 	}
 }
 
-// While the store is written to, the WAL's writeback is started every
-// interval (Linux: sync_file_range), and not while nothing is written.
-func TestWALWriteback(t *testing.T) {
+// writebackStore returns a SQLite store whose checkpointer starts the WAL's
+// writeback every walWriteback and checkpoints only when asked, and a
+// function that commits one write. The writeback (and the read-ahead that
+// follows it) is Linux-only: elsewhere the test is skipped.
+func writebackStore(t *testing.T) (*sqlstore.Store, func()) {
+	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("WAL writeback uses sync_file_range, which is Linux-only")
 	}
-	ctx := context.Background()
 	s := testdb.SQLite(t)
 	s.RestartCheckpointer(time.Hour, walWriteback)
-	write := func() {
+	return s, func() {
 		t.Helper()
-		if err := s.AppendAudit(ctx, &store.AuditEvent{Time: time.Now().UTC(), Type: "test.writeback", UserID: "wb"}); err != nil {
+		if err := s.AppendAudit(context.Background(), &store.AuditEvent{Time: time.Now().UTC(), Type: "test.writeback", UserID: "wb"}); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// While the store is written to, the WAL's writeback is started every
+// interval (Linux: sync_file_range), and not while nothing is written.
+func TestWALWriteback(t *testing.T) {
+	s, write := writebackStore(t)
 	waitFor := func(n int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -168,6 +176,46 @@ func TestWALWriteback(t *testing.T) {
 	}
 	write()
 	waitFor(n + 1)
+}
+
+// After each restart of the WAL, the writeback goroutine reads the file
+// back into the page cache ahead of the writer, a chunk per interval with
+// commits, from the file's start (checkpoint.go, walReadAheadChunk).
+func TestWALReadAhead(t *testing.T) {
+	s, write := writebackStore(t)
+	const chunk = 2 * walFrameBytes
+	s.SetWALReadAheadChunk(chunk)
+	writeUntil := func(what string, done func(cycle, to int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			write()
+			if done(s.WALReadAhead()) {
+				return
+			}
+			if time.Now().After(deadline) {
+				cycle, to := s.WALReadAhead()
+				t.Fatalf("no %s within 10s of writes (cycle %d, %d bytes asked for)", what, cycle, to)
+			}
+			time.Sleep(walWriteback)
+		}
+	}
+	// The read-ahead walks the file a chunk at a time as commits go on.
+	writeUntil("read-ahead past three chunks", func(_, to int64) bool { return to >= 3*chunk })
+	cycle, _ := s.WALReadAhead()
+	restarts := s.WALRestarts()
+	s.CheckpointNow()
+	if s.WALRestarts() != restarts+1 {
+		t.Fatalf("a final pass that copied every frame: %d restarts, want %d", s.WALRestarts(), restarts+1)
+	}
+	// The next commit restarts the WAL; the read-ahead starts again from
+	// the file's start. With no commits after that it stops within one
+	// interval, so it has asked for at most two chunks.
+	writeUntil("new read-ahead cycle after the restart", func(c, _ int64) bool { return c != cycle })
+	time.Sleep(4 * walWriteback)
+	if c, to := s.WALReadAhead(); c != cycle+1 || to < chunk || to > 2*chunk {
+		t.Fatalf("after the restart: cycle %d, %d bytes asked for; want cycle %d and one or two chunks (%d bytes each)", c, to, cycle+1, chunk)
+	}
 }
 
 // SetCheckpointInterval (config sqlite_checkpoint_interval) replaces the

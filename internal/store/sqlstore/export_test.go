@@ -40,6 +40,19 @@ func (s *Store) RestartCheckpointer(interval, writeback time.Duration) {
 	s.ckpt = newCheckpointer(s, interval, writeback)
 }
 
+// SetWALReadAheadChunk sets how much of the WAL the read-ahead asks for
+// at each writeback (call it right after RestartCheckpointer).
+func (s *Store) SetWALReadAheadChunk(n int64) { s.ckpt.readAheadChunk.Store(n) }
+
+// WALReadAhead is the WAL restart the read-ahead last started from and
+// how far into the WAL file it has asked for since.
+func (s *Store) WALReadAhead() (cycle, to int64) {
+	return s.ckpt.readAheadCycle.Load(), s.ckpt.readAheadTo.Load()
+}
+
+// WALRestarts is how many final passes copied every frame.
+func (s *Store) WALRestarts() int64 { return s.writes.walRestarts.Load() }
+
 // WALWritebacks is how many writebacks of the WAL file were started.
 func (s *Store) WALWritebacks() int64 { return s.ckpt.writebacks.Load() }
 

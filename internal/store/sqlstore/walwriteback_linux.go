@@ -13,3 +13,9 @@ import (
 func startWriteback(f *os.File) error {
 	return unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// adviseWillNeed asks the kernel to read n bytes of f from off into the
+// page cache, without waiting for them (POSIX_FADV_WILLNEED).
+func adviseWillNeed(f *os.File, off, n int64) error {
+	return unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+}
