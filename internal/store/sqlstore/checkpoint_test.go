@@ -208,13 +208,20 @@ func TestWALReadAhead(t *testing.T) {
 	if s.WALRestarts() != restarts+1 {
 		t.Fatalf("a final pass that copied every frame: %d restarts, want %d", s.WALRestarts(), restarts+1)
 	}
-	// The next commit restarts the WAL; the read-ahead starts again from
-	// the file's start. With no commits after that it stops within one
-	// interval, so it has asked for at most two chunks.
-	writeUntil("new read-ahead cycle after the restart", func(c, _ int64) bool { return c != cycle })
+	// One commit restarts the WAL; at the next interval the read-ahead
+	// starts again from the file's start, and with no commit after that
+	// it asks for nothing more: exactly one chunk.
+	write()
+	deadline := time.Now().Add(10 * time.Second)
+	for c, _ := s.WALReadAhead(); c == cycle; c, _ = s.WALReadAhead() {
+		if time.Now().After(deadline) {
+			t.Fatal("no new read-ahead cycle within 10s of the restart")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	time.Sleep(4 * walWriteback)
-	if c, to := s.WALReadAhead(); c != cycle+1 || to < chunk || to > 2*chunk {
-		t.Fatalf("after the restart: cycle %d, %d bytes asked for; want cycle %d and one or two chunks (%d bytes each)", c, to, cycle+1, chunk)
+	if c, to := s.WALReadAhead(); c != cycle+1 || to != chunk {
+		t.Fatalf("after the restart: cycle %d, %d bytes asked for; want cycle %d and one chunk (%d bytes)", c, to, cycle+1, chunk)
 	}
 }
 
