@@ -6,9 +6,13 @@
 // goroutine per connection, Go's network poller) or by an event loop that
 // reads and answers every connection on one goroutine in the order epoll
 // reports them (github.com/lesismal/nbio), and a closed-loop load generator
-// that reports the median and p99 latency.
+// that reports the median and p99 latency. With -sync FILE each request
+// also waits, before it is answered, for a group commit: one goroutine
+// appends every waiting request's -syncbytes to FILE and fsyncs it,
+// then releases them all, as Latchkey's write queue does with SQLite's
+// WAL. That is the floor of a durable server on the machine's disk.
 //
-//	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs] [-alloc B] [-live MiB]
+//	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs] [-alloc B] [-live MiB] [-sync FILE [-syncbytes B]]
 //	tailprobe load [-url U] [-c 16] [-d 10s] [-warmup 2s]
 //
 // It is its own module so that the event-loop library stays out of
@@ -17,6 +21,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"flag"
@@ -26,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -139,6 +145,8 @@ func serve(args []string) error {
 	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
 	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000)")
 	liveMiB := fs.Int("live", 0, "MiB of long-lived heap objects the collector must mark every cycle")
+	syncPath := fs.String("sync", "", "group-commit each request to this file (created, truncated; fsync per batch) before answering; nethttp only")
+	syncBytes := fs.Int("syncbytes", 4096, "bytes each request appends to -sync's file")
 	burnKind := fs.String("burn", "time", "time: each request burns -work of wall-clock time; fixed: a fixed number of hashes that took -work at start (shows the machine's own speed changes)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -147,6 +155,24 @@ func serve(args []string) error {
 	w, err := worker(*burnKind, *work)
 	if err != nil {
 		return err
+	}
+	if *syncPath != "" {
+		if *mode != "nethttp" {
+			return errors.New("-sync needs -mode nethttp (an event loop's handler must not block)")
+		}
+		gc, err := newGroupCommit(*syncPath, *syncBytes)
+		if err != nil {
+			return err
+		}
+		defer gc.close()
+		cpu := w
+		w = func() {
+			cpu()
+			if err := gc.commit(); err != nil {
+				fmt.Fprintln(os.Stderr, "tailprobe: group commit:", err)
+				os.Exit(1)
+			}
+		}
 	}
 	stop, err := start(*mode, *addr, w, *garbage)
 	if err != nil {
@@ -157,6 +183,100 @@ func serve(args []string) error {
 	<-sig
 	stop()
 	return nil
+}
+
+// groupCommit makes requests durable in batches: commit queues the caller
+// and returns once a write and fdatasync that include its bytes are done.
+type groupCommit struct {
+	f     *os.File
+	size  int             // bytes a request appends
+	queue chan chan error // waiting requests
+	done  chan struct{}   // closed when the writer has stopped
+}
+
+// groupCommitWrap is where the file starts over (as a WAL restarts after
+// a checkpoint). The file is written to this size and synced before the
+// first request, so that commits overwrite allocated blocks, as they do
+// in a WAL that has restarted: a growing file's fsync also writes its
+// block allocation.
+const groupCommitWrap = 16 << 20
+
+func newGroupCommit(path string, size int) (*groupCommit, error) {
+	if size < 1 || size > 1<<20 {
+		return nil, errors.New("-syncbytes must be between 1 and 1 MiB")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(make([]byte, groupCommitWrap)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	g := &groupCommit{f: f, size: size, queue: make(chan chan error, 4096), done: make(chan struct{})}
+	go g.run()
+	return g, nil
+}
+
+func (g *groupCommit) commit() error {
+	ch := make(chan error, 1)
+	g.queue <- ch
+	return <-ch
+}
+
+// run is the writer: it takes every request waiting, writes their bytes
+// in one call, syncs, and answers them all.
+func (g *groupCommit) run() {
+	defer close(g.done)
+	var (
+		off   int64
+		buf   []byte
+		batch []chan error
+	)
+	for ch := range g.queue {
+		batch = append(batch[:0], ch)
+		// Let the requests that are ready to run queue theirs first, as
+		// Latchkey's write queue does on SQLite: on one P, without the
+		// yield every batch would be one request.
+		runtime.Gosched()
+	drain:
+		for {
+			select {
+			case ch, ok := <-g.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ch)
+			default:
+				break drain
+			}
+		}
+		n := len(batch) * g.size
+		if cap(buf) < n {
+			buf = bytes.Repeat([]byte{'w'}, n) // not zeros: a test counts them
+		}
+		if off+int64(n) > groupCommitWrap {
+			off = 0
+		}
+		_, err := g.f.WriteAt(buf[:n], off)
+		if err == nil {
+			err = g.f.Sync() // fsync, as SQLite does
+		}
+		off += int64(n)
+		for _, ch := range batch {
+			ch <- err
+		}
+	}
+}
+
+func (g *groupCommit) close() {
+	close(g.queue)
+	<-g.done
+	g.f.Close()
 }
 
 // start serves the probe's handler on addr the way mode says and returns

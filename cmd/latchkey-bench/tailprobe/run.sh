@@ -11,6 +11,10 @@
 #          ALLOC=0 (bytes of garbage per request) LIVE=0 (MiB kept live):
 #          the collector's share (Latchkey's refresh: ALLOC=40000 LIVE=12)
 #          LOAD=go (tailprobe load) or wrk (wrk -t1 --latency, Debian's wrk)
+#          SYNC=0 or 1: each request also waits for a group commit (its
+#          SYNCBYTES=4096 appended to a file next to the binary, one fsync
+#          per batch), the floor of a durable server on this disk;
+#          nethttp only
 #          BURN=time (each request burns WORK of wall-clock time) or fixed
 #          (a fixed number of hashes that took WORK at start: a slower
 #          CPU, e.g. a busy VM host, makes requests slower, as with a real
@@ -22,7 +26,9 @@ concs=${2:-16 64}
 runs=${RUNS:-3} dur=${DUR:-10s} warmup=${WARMUP:-2s} work=${WORK:-150us}
 alloc=${ALLOC:-0} live=${LIVE:-0}
 port=${PORT:-9099} loadtool=${LOAD:-go} burnkind=${BURN:-time}
-bin=$(mktemp -d)/tailprobe
+bin=$(mktemp -d "${TMPDIR:-/var/tmp}/tailprobe.XXXXXX")/tailprobe # on disk: -sync's file lives here
+syncargs=()
+if [ "${SYNC:-0}" = 1 ]; then syncargs=(-sync "$(dirname "$bin")/wal" -syncbytes "${SYNCBYTES:-4096}"); fi
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" .
 url=http://127.0.0.1:$port/
@@ -38,7 +44,7 @@ ms() { # wrk's "2.65ms" / "980.00us" / "1.02s" → milliseconds
 for r in $(seq "$runs"); do
 	for c in $concs; do
 		for m in $modes; do
-			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" -burn "$burnkind" -alloc "$alloc" -live "$live" &
+			taskset -c 0 "$bin" serve -mode "$m" -addr "127.0.0.1:$port" -work "$work" -burn "$burnkind" -alloc "$alloc" -live "$live" "${syncargs[@]}" &
 			pid=$!
 			for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 			if [ "$loadtool" = wrk ]; then
