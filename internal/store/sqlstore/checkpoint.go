@@ -52,9 +52,12 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,18 +130,24 @@ const maxBackgroundPasses = 2
 // the kernel start writing the WAL's dirty pages to disk.
 const walWritebackInterval = 50 * time.Millisecond
 
-// walReadAheadChunk is how much of the WAL file the writeback goroutine
-// asks the kernel to bring back into the page cache at each interval,
-// walking from the start of the file after every restart of the WAL: 160
-// MB/s at one chunk every 50 ms, ahead of the writer's ~50 MB/s at the
-// benchmark's peak. A WAL frame (24 bytes and a page) covers two file
-// blocks partially, and a partial write to a block the page cache no
-// longer holds reads it from the disk first, inside the commit every
-// request of the batch waits for: proactive reclaim (the benchmark VM's
-// DAMON pageout of cold page cache) made that 34 reads a second and stops
-// of up to 0.4 s (docs/BENCHMARKS.md, session 12). Blocks still cached
-// cost the kernel a lookup each.
+// walReadAheadChunk is how much of the WAL file, from where the writer
+// will write its next frame, the writeback goroutine asks the kernel to
+// bring back into the page cache at each interval: at the benchmark's peak
+// (~50 MB/s of WAL) the writer writes ~2.5 MB an interval, so it stays
+// within the chunk asked for at the last one or two intervals. A WAL frame
+// (24 bytes and a page) covers two file blocks partially, and a partial
+// write to a block the page cache no longer holds reads it from the disk
+// first, inside the commit every request of the batch waits for:
+// proactive reclaim (the benchmark VM's DAMON pageout of page cache it
+// judges cold, every 5 s) made that 34 reads a second and stops of up to
+// 0.4 s (docs/BENCHMARKS.md, sessions 12 and 13). Blocks still cached cost
+// the kernel a lookup each (~2,000 per chunk).
 const walReadAheadChunk = 8 << 20
+
+// walReadAheadStart is how much of the WAL file's start every interval
+// also asks for: after each restart of the WAL the writer rewrites the
+// file from its first frame, possibly before the next interval.
+const walReadAheadStart = 2 << 20
 
 type checkpointer struct {
 	s     *Store
@@ -149,10 +158,11 @@ type checkpointer struct {
 	// passes and finals count background and final passes, writebacks the
 	// WAL writebacks started, for tests.
 	passes, finals, writebacks atomic.Int64
-	// readAheadChunk is walReadAheadChunk (tests set less); readAheadCycle
-	// and readAheadTo are the WAL restart the read-ahead last started from
-	// and how far into the file it has asked for since, for tests.
-	readAheadChunk, readAheadCycle, readAheadTo atomic.Int64
+	// readAheadChunk is walReadAheadChunk (tests set less); readAheadFrom
+	// is where the last read-ahead ahead of the writer started, and
+	// readAheads counts the intervals that asked for the file's start,
+	// for tests.
+	readAheadChunk, readAheadFrom, readAheads atomic.Int64
 }
 
 func newCheckpointer(s *Store, every, writeback time.Duration) *checkpointer {
@@ -251,11 +261,11 @@ func (c *checkpointer) checkpoint() {
 }
 
 // writebackWAL starts the kernel's writeback of the WAL file every
-// interval in which a batch was committed (seen as for onWrites), and reads
-// the next walReadAheadChunk of the file back into the page cache if it
-// left (readAhead). Where that is not supported (not Linux) it returns at
-// once. A failure (the file not there yet, an I/O error) is tried again
-// the next interval: neither is ever needed for correctness.
+// interval in which a batch was committed (seen as for onWrites), and asks
+// for the WAL's next frames and its start to be in the page cache
+// (readAhead). Where that is not supported (not Linux) it returns at once.
+// A failure (the file not there yet, an I/O error) is tried again the next
+// interval: neither is ever needed for correctness.
 func (c *checkpointer) writebackWAL(interval time.Duration, seen int64) {
 	w := walFile{s: c.s}
 	defer w.close()
@@ -269,29 +279,24 @@ func (c *checkpointer) writebackWAL(interval time.Duration, seen int64) {
 	})
 }
 
-// readAhead asks the kernel to bring the next chunk of the WAL file into
-// the page cache, from the start of the file again after each restart of
-// the WAL (a final pass that copied every frame): the writer then rewrites
-// the file from its first frame, and each frame it writes must find its
-// two blocks cached or read them inside the commit (walReadAheadChunk).
-// The advice returns without waiting for the reads.
+// readAhead asks the kernel to bring into the page cache the WAL file's
+// first walReadAheadStart bytes and the next readAheadChunk bytes from
+// where the writer will write its next frame (walWritePos): each frame the
+// writer writes must find its two blocks cached or read them inside the
+// commit (walReadAheadChunk). The advice returns without waiting for the
+// reads; blocks already cached are only looked up. Session 12's version
+// walked the file once from its start after each restart: blocks evicted
+// after it had passed them were still read inside commits.
 func (c *checkpointer) readAhead(w *walFile) {
-	if cycle := c.s.writes.walRestarts.Load(); cycle != c.readAheadCycle.Load() || w.aheadFile != w.f {
-		c.readAheadCycle.Store(cycle)
-		c.readAheadTo.Store(0)
-		w.aheadFile = w.f
+	if adviseWillNeed(w.f, 0, walReadAheadStart) == nil {
+		c.readAheads.Add(1)
 	}
-	st, err := w.f.Stat()
+	pos, err := w.writePos()
 	if err != nil {
 		return
 	}
-	from := c.readAheadTo.Load()
-	n := min(c.readAheadChunk.Load(), st.Size()-from)
-	if n <= 0 {
-		return
-	}
-	if adviseWillNeed(w.f, from, n) == nil {
-		c.readAheadTo.Store(from + n)
+	if adviseWillNeed(w.f, pos, c.readAheadChunk.Load()) == nil {
+		c.readAheadFrom.Store(pos)
 	}
 }
 
@@ -302,9 +307,7 @@ type walFile struct {
 	s    *Store
 	path string // the WAL's path, from PRAGMA database_list
 	f    *os.File
-	// aheadFile is the file readAhead last advised: a file opened anew
-	// (SQLite created the WAL again) starts the read-ahead from its start.
-	aheadFile *os.File
+	shm  *os.File // the WAL index (-shm), opened with f, for writePos
 }
 
 // writeback starts writing the WAL's dirty pages, (re)opening the file if
@@ -333,6 +336,11 @@ func (w *walFile) writeback() error {
 			return err
 		}
 		w.f = f
+		// SQLite creates the WAL index before the WAL. Without it (or if
+		// it cannot be read) there is no read-ahead ahead of the writer.
+		if shm, err := os.Open(strings.TrimSuffix(w.path, "-wal") + "-shm"); err == nil {
+			w.shm = shm
+		}
 	}
 	err := startWriteback(w.f)
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
@@ -356,6 +364,47 @@ func (w *walFile) close() {
 		w.f.Close()
 		w.f = nil
 	}
+	if w.shm != nil {
+		w.shm.Close()
+		w.shm = nil
+	}
+}
+
+// walIndexVersion is the version of the WAL index header's format
+// (https://www.sqlite.org/walformat.html, "the wal-index header").
+const walIndexVersion = 3007000
+
+// walWritePos is the offset in the WAL file at which the writer will write
+// its next frame, from the WAL index header that starts the -shm file
+// (walformat.html): iVersion (u32) at 0, isInit (u8) at 12, szPage (u16,
+// 1 for 65,536) at 14 and mxFrame (u32, the last valid frame) at 16, all
+// in the machine's byte order; the WAL file has a 32-byte header, then
+// frames of 24 bytes and a page each. It is a hint read without SQLite's
+// locks: a commit may be moving it on meanwhile.
+func walWritePos(hdr []byte) (int64, error) {
+	if len(hdr) < 20 || binary.NativeEndian.Uint32(hdr) != walIndexVersion || hdr[12] != 1 {
+		return 0, errors.New("sqlstore: no initialized WAL index header")
+	}
+	page := int64(binary.NativeEndian.Uint16(hdr[14:]))
+	if page == 1 {
+		page = 65536
+	}
+	if page < 512 || page&(page-1) != 0 {
+		return 0, fmt.Errorf("sqlstore: WAL index header: page size %d", page)
+	}
+	return 32 + int64(binary.NativeEndian.Uint32(hdr[16:]))*(24+page), nil
+}
+
+// writePos reads walWritePos from the open -shm file.
+func (w *walFile) writePos() (int64, error) {
+	if w.shm == nil {
+		return 0, errors.New("sqlstore: no WAL index open")
+	}
+	var hdr [20]byte
+	if _, err := w.shm.ReadAt(hdr[:], 0); err != nil {
+		return 0, err
+	}
+	return walWritePos(hdr[:])
 }
 
 func (c *checkpointer) close() {

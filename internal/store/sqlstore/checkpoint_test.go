@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
@@ -178,51 +179,127 @@ func TestWALWriteback(t *testing.T) {
 	waitFor(n + 1)
 }
 
-// After each restart of the WAL, the writeback goroutine reads the file
-// back into the page cache ahead of the writer, a chunk per interval with
-// commits, from the file's start (checkpoint.go, walReadAheadChunk).
+// At each writeback interval the read-ahead asks for the WAL from where
+// the writer will write its next frame, following it as commits go on and
+// back to the file's start after a restart, and for the file's start
+// itself. Until the first restart the writer appends, so its position is
+// the WAL file's size.
 func TestWALReadAhead(t *testing.T) {
 	s, write := writebackStore(t)
-	const chunk = 2 * walFrameBytes
-	s.SetWALReadAheadChunk(chunk)
-	writeUntil := func(what string, done func(cycle, to int64) bool) {
+	walSize := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(s.WALPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// writeUntil writes until an interval after a commit has put the
+	// read-ahead where want says. A commit is counted (and an interval
+	// can see it) before it is in the WAL, so it writes again until then.
+	writeUntil := func(what string, want func(from int64) bool) int64 {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			write()
-			if done(s.WALReadAhead()) {
-				return
+			for range 20 {
+				time.Sleep(walWriteback)
+				if from, _ := s.WALReadAhead(); want(from) {
+					return from
+				}
 			}
 			if time.Now().After(deadline) {
-				cycle, to := s.WALReadAhead()
-				t.Fatalf("no %s within 10s of writes (cycle %d, %d bytes asked for)", what, cycle, to)
+				from, _ := s.WALReadAhead()
+				t.Fatalf("%s: read-ahead from %d within 10s of writes (WAL %d bytes)", what, from, walSize())
 			}
-			time.Sleep(walWriteback)
 		}
 	}
-	// The read-ahead walks the file a chunk at a time as commits go on.
-	writeUntil("read-ahead past three chunks", func(_, to int64) bool { return to >= 3*chunk })
-	cycle, _ := s.WALReadAhead()
-	restarts := s.WALRestarts()
-	s.CheckpointNow()
-	if s.WALRestarts() != restarts+1 {
-		t.Fatalf("a final pass that copied every frame: %d restarts, want %d", s.WALRestarts(), restarts+1)
+	atEnd := func(from int64) bool { return from > 32 && from == walSize() }
+	first := writeUntil("first commits", atEnd)
+	_, starts := s.WALReadAhead()
+	for range 5 {
+		write()
 	}
-	// One commit restarts the WAL; at the next interval the read-ahead
-	// starts again from the file's start, and with no commit after that
-	// it asks for nothing more: exactly one chunk.
-	write()
-	deadline := time.Now().Add(10 * time.Second)
-	for c, _ := s.WALReadAhead(); c == cycle; c, _ = s.WALReadAhead() {
-		if time.Now().After(deadline) {
-			t.Fatal("no new read-ahead cycle within 10s of the restart")
+	later := writeUntil("more commits", atEnd)
+	if later <= first {
+		t.Fatalf("read-ahead from %d after more commits, want past %d", later, first)
+	}
+	s.CheckpointNow() // every frame copied: the next commit restarts the WAL
+	size := walSize()
+	writeUntil("after the restart", func(from int64) bool {
+		return from > 32 && from < later && (from-32)%walFrameBytes == 0
+	})
+	if walSize() != size {
+		t.Fatalf("WAL grew from %d to %d bytes after the restart: not restarted", size, walSize())
+	}
+	if _, n := s.WALReadAhead(); n <= starts {
+		t.Fatalf("the WAL's start asked for in %d intervals, want more than %d", n, starts)
+	}
+}
+
+// walWritePos reads the WAL index header in the machine's byte order
+// (page size 1 meaning 65,536) and refuses a header that is not one.
+func TestWALWritePos(t *testing.T) {
+	hdr := func(version uint32, init byte, page uint16, frames uint32) []byte {
+		b := make([]byte, 48)
+		binary.NativeEndian.PutUint32(b, version)
+		b[12] = init
+		binary.NativeEndian.PutUint16(b[14:], page)
+		binary.NativeEndian.PutUint32(b[16:], frames)
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		hdr  []byte
+		want int64 // -1: refused
+	}{
+		{"empty WAL", hdr(3007000, 1, 4096, 0), 32},
+		{"10 frames", hdr(3007000, 1, 4096, 10), 32 + 10*walFrameBytes},
+		{"64 KiB pages", hdr(3007000, 1, 1, 3), 32 + 3*(65536+24)},
+		{"512-byte pages", hdr(3007000, 1, 512, 2), 32 + 2*(512+24)},
+		{"not initialized", hdr(3007000, 0, 4096, 10), -1},
+		{"other version", hdr(3007001, 1, 4096, 10), -1},
+		{"page size not a power of two", hdr(3007000, 1, 4000, 10), -1},
+		{"page size too small", hdr(3007000, 1, 256, 10), -1},
+		{"short", hdr(3007000, 1, 4096, 10)[:19], -1},
+		{"zeros", make([]byte, 48), -1},
+	} {
+		got, err := sqlstore.WALWritePos(tt.hdr)
+		if tt.want < 0 {
+			if err == nil {
+				t.Errorf("%s: position %d, want an error", tt.name, got)
+			}
+			continue
 		}
-		time.Sleep(time.Millisecond)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: %d, %v; want %d", tt.name, got, err, tt.want)
+		}
 	}
-	time.Sleep(4 * walWriteback)
-	if c, to := s.WALReadAhead(); c != cycle+1 || to != chunk {
-		t.Fatalf("after the restart: cycle %d, %d bytes asked for; want cycle %d and one chunk (%d bytes)", c, to, cycle+1, chunk)
-	}
+}
+
+// walWritePos never panics, and any position it returns is a frame
+// boundary past the WAL header.
+func FuzzWALWritePos(f *testing.F) {
+	b := make([]byte, 20)
+	binary.NativeEndian.PutUint32(b, 3007000)
+	b[12] = 1
+	binary.NativeEndian.PutUint16(b[14:], 4096)
+	binary.NativeEndian.PutUint32(b[16:], 7)
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, hdr []byte) {
+		pos, err := sqlstore.WALWritePos(hdr)
+		if err != nil {
+			return
+		}
+		page := int64(binary.NativeEndian.Uint16(hdr[14:]))
+		if page == 1 {
+			page = 65536
+		}
+		if pos < 32 || (pos-32)%(page+24) != 0 {
+			t.Fatalf("position %d with %d-byte pages", pos, page)
+		}
+	})
 }
 
 // SetCheckpointInterval (config sqlite_checkpoint_interval) replaces the

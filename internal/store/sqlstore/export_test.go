@@ -44,14 +44,26 @@ func (s *Store) RestartCheckpointer(interval, writeback time.Duration) {
 // at each writeback (call it right after RestartCheckpointer).
 func (s *Store) SetWALReadAheadChunk(n int64) { s.ckpt.readAheadChunk.Store(n) }
 
-// WALReadAhead is the WAL restart the read-ahead last started from and
-// how far into the WAL file it has asked for since.
-func (s *Store) WALReadAhead() (cycle, to int64) {
-	return s.ckpt.readAheadCycle.Load(), s.ckpt.readAheadTo.Load()
+// WALReadAhead is where the last read-ahead ahead of the WAL's writer
+// started, and how many intervals asked for the WAL file's start.
+func (s *Store) WALReadAhead() (from, starts int64) {
+	return s.ckpt.readAheadFrom.Load(), s.ckpt.readAheads.Load()
 }
 
-// WALRestarts is how many final passes copied every frame.
-func (s *Store) WALRestarts() int64 { return s.writes.walRestarts.Load() }
+// WALPath is the store's WAL file.
+func (s *Store) WALPath() string {
+	var (
+		seq        int
+		name, file string
+	)
+	if err := s.db.DB.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		panic(err)
+	}
+	return file + "-wal"
+}
+
+// WALWritePos is walWritePos.
+func WALWritePos(hdr []byte) (int64, error) { return walWritePos(hdr) }
 
 // WALWritebacks is how many writebacks of the WAL file were started.
 func (s *Store) WALWritebacks() int64 { return s.ckpt.writebacks.Load() }

@@ -71,10 +71,6 @@ type writeQueue struct {
 	// commits counts the batches written, so the checkpointer knows
 	// whether there is anything to checkpoint.
 	commits atomic.Int64
-	// walRestarts counts the final passes that copied every frame, after
-	// which the next commit starts the WAL again from its first frame
-	// (the checkpointer's read-ahead follows it).
-	walRestarts atomic.Int64
 }
 
 func newWriteQueue(s *Store) *writeQueue {
@@ -208,9 +204,6 @@ func (w *writeQueue) write(batch []*writeReq) {
 				t0 := time.Now()
 				log, copied, err := w.s.walCheckpoint(context.Background())
 				w.s.observeCheckpoint(CheckpointPass{Final: true, Duration: time.Since(t0), WALFrames: log, Copied: copied, Err: err})
-				if err == nil && log > 0 && copied == log {
-					w.walRestarts.Add(1)
-				}
 				for _, r := range ckpts {
 					r.done <- err
 				}
