@@ -1,10 +1,18 @@
 package keys
 
 import (
+	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -105,4 +113,94 @@ func decodePart(t *testing.T, tok string, i int) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// rawECDSARef is rawECDSA by encoding/asn1 and math/big, for comparison.
+func rawECDSARef(der []byte) ([]byte, bool) {
+	var rs struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(der, &rs)
+	if err != nil || len(rest) > 0 {
+		return nil, false
+	}
+	if canon, err := asn1.Marshal(rs); err != nil || !bytes.Equal(canon, der) { // two integers, nothing more
+		return nil, false
+	}
+	if rs.R.Sign() <= 0 || rs.S.Sign() <= 0 || rs.R.BitLen() > 256 || rs.S.BitLen() > 256 {
+		return nil, false
+	}
+	out := make([]byte, 64)
+	rs.R.FillBytes(out[:32])
+	rs.S.FillBytes(out[32:])
+	return out, true
+}
+
+// rawECDSA turns DER signatures into JWS's fixed-width r‖s, left-padding
+// short integers, and refuses anything that is not two positive integers
+// that fit.
+func TestRawECDSA(t *testing.T) {
+	der := func(r, s *big.Int) []byte {
+		b, err := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	max256 := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
+	cases := map[string][]byte{
+		"small":          der(big.NewInt(1), big.NewInt(0x7f)),
+		"top bit set":    der(max256, big.NewInt(0x80)),
+		"257 bits":       der(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1)),
+		"zero":           der(big.NewInt(0), big.NewInt(1)),
+		"negative":       der(big.NewInt(-5), big.NewInt(1)),
+		"trailing data":  append(der(big.NewInt(1), big.NewInt(2)), 0),
+		"three integers": func() []byte { b, _ := asn1.Marshal(struct{ R, S, T int }{1, 2, 3}); return b }(),
+		"not a sequence": {0x02, 0x01, 0x01},
+		"empty":          {},
+		"truncated":      der(max256, max256)[:20],
+		"empty integer":  {0x30, 0x05, 0x02, 0x00, 0x02, 0x01, 0x01},
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := 0
+	for i := range 2000 { // about 1 in 128 has a short r or s
+		digest := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		sig, err := ecdsa.SignASN1(rand.Reader, key, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sig) < 70 {
+			short++
+		}
+		cases[fmt.Sprintf("signature %d", i)] = sig
+	}
+	if short == 0 {
+		t.Log("no signature with a short integer this time")
+	}
+	for name, in := range cases {
+		want, ok := rawECDSARef(in)
+		got := make([]byte, 64)
+		err := rawECDSA(in, got)
+		if ok != (err == nil) {
+			t.Errorf("%s: err %v, reference accepts: %v", name, err, ok)
+			continue
+		}
+		if ok && !bytes.Equal(got, want) {
+			t.Errorf("%s: %x, want %x", name, got, want)
+		}
+	}
+}
+
+func FuzzRawECDSA(f *testing.F) {
+	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		out := make([]byte, 64)
+		err := rawECDSA(der, out)
+		want, ok := rawECDSARef(der)
+		if ok != (err == nil) || ok && !bytes.Equal(out, want) {
+			t.Fatalf("%x: %x, %v; reference %x, %v", der, out, err, want, ok)
+		}
+	})
 }
