@@ -145,7 +145,7 @@ func serve(args []string) error {
 	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
 	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000)")
 	liveMiB := fs.Int("live", 0, "MiB of long-lived heap objects the collector must mark every cycle")
-	syncPath := fs.String("sync", "", "group-commit each request to this file (created, truncated; fsync per batch) before answering; nethttp only")
+	syncPath := fs.String("sync", "", "group-commit each request to this file (created, truncated; fsync per batch) before answering; nethttp and loop-pool only")
 	syncBytes := fs.Int("syncbytes", 4096, "bytes each request appends to -sync's file")
 	burnKind := fs.String("burn", "time", "time: each request burns -work of wall-clock time; fixed: a fixed number of hashes that took -work at start (shows the machine's own speed changes)")
 	if err := fs.Parse(args); err != nil {
@@ -157,8 +157,8 @@ func serve(args []string) error {
 		return err
 	}
 	if *syncPath != "" {
-		if *mode != "nethttp" {
-			return errors.New("-sync needs -mode nethttp (an event loop's handler must not block)")
+		if *mode == "loop-et" || *mode == "loop-lt" {
+			return errors.New("-sync needs -mode nethttp or loop-pool (an event loop's inline handler must not block)")
 		}
 		gc, err := newGroupCommit(*syncPath, *syncBytes)
 		if err != nil {

@@ -14,7 +14,7 @@
 #          SYNC=0 or 1: each request also waits for a group commit (its
 #          SYNCBYTES=4096 appended to a file next to the binary, one fsync
 #          per batch), the floor of a durable server on this disk;
-#          nethttp only
+#          nethttp and loop-pool only
 #          BURN=time (each request burns WORK of wall-clock time) or fixed
 #          (a fixed number of hashes that took WORK at start: a slower
 #          CPU, e.g. a busy VM host, makes requests slower, as with a real
