@@ -7,8 +7,8 @@ import (
 )
 
 // Garbage-collector settings of `latchkey serve` (docs/deployment.md,
-// "Garbage collection"). A refresh grant allocates ~40 KB (most of it in
-// the two ECDSA signatures), so with Go's default GOGC=100 and a live heap
+// "Garbage collection"). A refresh grant allocates ~37 KB (a third of it
+// in the two ECDSA signatures), so with Go's default GOGC=100 and a live heap
 // of ~10 MB the collector ran every few hundred requests and took ~15 % of
 // the server's CPU. GOGC=400 collects a quarter as often; a soft memory
 // limit keeps the heap, and the process's memory, bounded: at least
