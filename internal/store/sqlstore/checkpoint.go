@@ -307,7 +307,7 @@ type walFile struct {
 	s    *Store
 	path string // the WAL's path, from PRAGMA database_list
 	f    *os.File
-	shm  *os.File // the WAL index (-shm), opened with f, for writePos
+	shm  *os.File // the WAL index (-shm) while f is open, for writePos
 }
 
 // writeback starts writing the WAL's dirty pages, (re)opening the file if
@@ -336,11 +336,6 @@ func (w *walFile) writeback() error {
 			return err
 		}
 		w.f = f
-		// SQLite creates the WAL index before the WAL. Without it (or if
-		// it cannot be read) there is no read-ahead ahead of the writer.
-		if shm, err := os.Open(strings.TrimSuffix(w.path, "-wal") + "-shm"); err == nil {
-			w.shm = shm
-		}
 	}
 	err := startWriteback(w.f)
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
@@ -395,10 +390,15 @@ func walWritePos(hdr []byte) (int64, error) {
 	return 32 + int64(binary.NativeEndian.Uint32(hdr[16:]))*(24+page), nil
 }
 
-// writePos reads walWritePos from the open -shm file.
+// writePos reads walWritePos from the -shm file next to the WAL, opened
+// once for the open WAL file (and closed with it).
 func (w *walFile) writePos() (int64, error) {
 	if w.shm == nil {
-		return 0, errors.New("sqlstore: no WAL index open")
+		shm, err := os.Open(strings.TrimSuffix(w.path, "-wal") + "-shm")
+		if err != nil {
+			return 0, err
+		}
+		w.shm = shm
 	}
 	var hdr [20]byte
 	if _, err := w.shm.ReadAt(hdr[:], 0); err != nil {
