@@ -310,22 +310,32 @@ type walFile struct {
 	shm  *os.File // the WAL index (-shm) while f is open, for writePos
 }
 
+// walPath is the path of the Store's WAL file, from PRAGMA database_list;
+// errors.ErrUnsupported for a database that is not a file.
+func (s *Store) walPath() (string, error) {
+	var (
+		seq        int
+		name, file string
+	)
+	if err := s.db.DB.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		return "", err
+	}
+	if file == "" {
+		return "", errors.ErrUnsupported // not a file
+	}
+	return file + "-wal", nil
+}
+
 // writeback starts writing the WAL's dirty pages, (re)opening the file if
 // it is not open or was replaced (SQLite deletes it when the last
 // connection to the database closes, in any process, and creates it anew).
 func (w *walFile) writeback() error {
 	if w.path == "" {
-		var (
-			seq        int
-			name, file string
-		)
-		if err := w.s.db.DB.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		path, err := w.s.walPath()
+		if err != nil {
 			return err
 		}
-		if file == "" {
-			return errors.ErrUnsupported // not a file
-		}
-		w.path = file + "-wal"
+		w.path = path
 	}
 	if w.f != nil && !w.current() {
 		w.close()

@@ -188,7 +188,11 @@ func TestWALReadAhead(t *testing.T) {
 	s, write := writebackStore(t)
 	walSize := func() int64 {
 		t.Helper()
-		fi, err := os.Stat(s.WALPath())
+		path, err := s.WALPath()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,16 +51,7 @@ func (s *Store) WALReadAhead() (from, starts int64) {
 }
 
 // WALPath is the store's WAL file.
-func (s *Store) WALPath() string {
-	var (
-		seq        int
-		name, file string
-	)
-	if err := s.db.DB.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
-		panic(err)
-	}
-	return file + "-wal"
-}
+func (s *Store) WALPath() (string, error) { return s.walPath() }
 
 // WALWritePos is walWritePos.
 func WALWritePos(hdr []byte) (int64, error) { return walWritePos(hdr) }
