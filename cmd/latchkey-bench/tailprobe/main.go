@@ -9,8 +9,9 @@
 // that reports the median and p99 latency. With -sync FILE each request
 // also waits, before it is answered, for a group commit: one goroutine
 // appends every waiting request's -syncbytes to FILE and fsyncs it,
-// then releases them all, as Latchkey's write queue does with SQLite's
-// WAL. That is the floor of a durable server on the machine's disk.
+// then releases them all: a server whose every commit waits for the
+// machine's disk (Latchkey's SQLite commits do not sync; its checkpoints
+// do, docs/BENCHMARKS.md, session 13).
 //
 //	tailprobe serve -mode nethttp|loop-et|loop-lt|loop-pool [-addr A] [-work 150µs] [-alloc B] [-live MiB] [-sync FILE [-syncbytes B]]
 //	tailprobe load [-url U] [-c 16] [-d 10s] [-warmup 2s]
@@ -143,7 +144,7 @@ func serve(args []string) error {
 	mode := fs.String("mode", "nethttp", "nethttp, loop-et (edge-triggered event loop, handler inline), loop-lt (level-triggered, inline) or loop-pool (level-triggered, handlers on nbio's goroutine pool)")
 	addr := fs.String("addr", "127.0.0.1:9099", "listen address")
 	work := fs.Duration("work", 150*time.Microsecond, "CPU time per request")
-	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000)")
+	garbage := fs.Int("alloc", 0, "bytes of short-lived heap objects each request allocates (Latchkey's refresh: ~40,000 until session 13, ~37,000 since)")
 	liveMiB := fs.Int("live", 0, "MiB of long-lived heap objects the collector must mark every cycle")
 	syncPath := fs.String("sync", "", "group-commit each request to this file (created, truncated; fsync per batch) before answering; nethttp and loop-pool only")
 	syncBytes := fs.Int("syncbytes", 4096, "bytes each request appends to -sync's file")
@@ -186,7 +187,7 @@ func serve(args []string) error {
 }
 
 // groupCommit makes requests durable in batches: commit queues the caller
-// and returns once a write and fdatasync that include its bytes are done.
+// and returns once a write and fsync that include its bytes are done.
 type groupCommit struct {
 	f     *os.File
 	size  int             // bytes a request appends

@@ -13,7 +13,7 @@
 #          LOAD=go (tailprobe load) or wrk (wrk -t1 --latency, Debian's wrk)
 #          SYNC=0 or 1: each request also waits for a group commit (its
 #          SYNCBYTES=4096 appended to a file next to the binary, one fsync
-#          per batch), the floor of a durable server on this disk;
+#          per batch), a server whose commits wait for this disk;
 #          nethttp and loop-pool only
 #          BURN=time (each request burns WORK of wall-clock time) or fixed
 #          (a fixed number of hashes that took WORK at start: a slower
