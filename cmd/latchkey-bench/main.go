@@ -138,13 +138,16 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 		fmt.Fprint(stderr, "Usage: latchkey-bench -issuer URL -client-id ID [-client-secret S] -redirect-uri URI -username U -password P [flags]\n"+
 			"       latchkey-bench summarize RESULT.json ...\n"+
 			"       latchkey-bench trace TRACE\n"+
-			"       latchkey-bench sched -dump DUMP PERF_SCRIPT\n\n"+
+			"       latchkey-bench sched -dump DUMP PERF_SCRIPT\n"+
+			"       latchkey-bench stalls [-d 20s] [-cpu 0] [-busy 1] [-window 3ms,12ms]\n\n"+
 			"Measures a token endpoint on THIS machine (loopback addresses only).\n"+
 			"summarize prints the medians of several -json results, grouped by -label, mode and -c.\n"+
 			"trace splits the request cycles of a Go execution trace of the server (/debug/pprof/trace) into\n"+
 			"running, runnable and waiting time, for the median and the slowest 1%.\n"+
 			"sched lines a -dump of a run up with a perf sched_switch trace of the server's core: what ran\n"+
-			"there, or nothing, while the slowest 1% waited.\n\n")
+			"there, or nothing, while the slowest 1% waited.\n"+
+			"stalls measures how often this machine takes a core away from a busy thread, and the p99/p50\n"+
+			"no one-core server can get under because of it.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -238,6 +241,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	if len(args) > 0 && args[0] == "sched" {
 		return schedCmd(args[1:], stdout) // sched.go
+	}
+	if len(args) > 0 && args[0] == "stalls" {
+		return stallsCmd(args[1:], stdout, stderr) // stalls.go
 	}
 	o, err := parseFlags(args, stderr, lookup)
 	if err != nil {
