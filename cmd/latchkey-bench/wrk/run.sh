@@ -14,6 +14,11 @@
 #   env    RUNS=3 (rounds; each round runs every concurrency once)
 #          DUR=10s WARMUP=3s PORT=18080
 #          SERVE_ENV="NAME=VALUE ..." extra environment for the server only
+#          STALLS=10s after each run, measure the machine's stalls for
+#                 that long (latchkey-bench stalls, both cores busy, the
+#                 server stopped with SIGSTOP meanwhile so that its
+#                 after-run work is not counted) and add the p99/p50 they
+#                 alone give at the run's median
 #
 # Each run gets fresh tokens (a rotated token serves once): C+2 for a
 # warm-up of WARMUP, C+2 more for the measured DUR. The wrk output of each
@@ -70,8 +75,15 @@ for alg in $algs; do
 			p50=$(ms "$(awk '$1=="50%"{print $2}' "$f")")
 			p99=$(ms "$(awk '$1=="99%"{print $2}' "$f")")
 			bad=$(awk '/^refused/{print $2}' "$f")
-			awk -v a="$alg" -v c="$c" -v r="$r" -v g="$rps" -v p="$p50" -v q="$p99" -v b="$bad" \
-				'BEGIN{printf "%s c=%-3s run %s  grants/s %s  p50 %.2f ms  p99 %.2f ms  p99/p50 %.2f  failed %s\n", a, c, r, g, p, q, q/p, b}'
+			floor=
+			if [ -n "${STALLS:-}" ]; then
+				kill -STOP "$pid"
+				"$bench" stalls -d "$STALLS" -window "${p50}ms" >"$out/stalls-$alg-c$c-r$r.txt" || { kill -CONT "$pid"; exit 1; }
+				kill -CONT "$pid"
+				floor="  machine floor $(awk '/floor/{print $NF}' "$out/stalls-$alg-c$c-r$r.txt")"
+			fi
+			awk -v a="$alg" -v c="$c" -v r="$r" -v g="$rps" -v p="$p50" -v q="$p99" -v b="$bad" -v f="$floor" \
+				'BEGIN{printf "%s c=%-3s run %s  grants/s %s  p50 %.2f ms  p99 %.2f ms  p99/p50 %.2f  failed %s%s\n", a, c, r, g, p, q, q/p, b, f}'
 		done
 	done
 	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
