@@ -302,12 +302,14 @@ func (c *checkpointer) readAhead(w *walFile) {
 
 // walFile is the Store's WAL file, opened for writeback. SQLite locks the
 // database and -shm files, never the -wal file, so this descriptor's close
-// cannot release any of SQLite's POSIX locks.
+// cannot release any of SQLite's POSIX locks. The -shm file's descriptor
+// belongs to the Store's lockedFiles, which closes it only after the last
+// connection.
 type walFile struct {
 	s    *Store
 	path string // the WAL's path, from PRAGMA database_list
 	f    *os.File
-	shm  *os.File // the WAL index (-shm) while f is open, for writePos
+	shm  *os.File // the WAL index (-shm) while f is open, for writePos; not closed here
 }
 
 // walPath is the path of the Store's WAL file, from PRAGMA database_list;
@@ -369,10 +371,7 @@ func (w *walFile) close() {
 		w.f.Close()
 		w.f = nil
 	}
-	if w.shm != nil {
-		w.shm.Close()
-		w.shm = nil
-	}
+	w.shm = nil // the Store's lockedFiles closes it, after the connections
 }
 
 // walIndexVersion is the version of the WAL index header's format
@@ -400,11 +399,11 @@ func walWritePos(hdr []byte) (int64, error) {
 	return 32 + int64(binary.NativeEndian.Uint32(hdr[16:]))*(24+page), nil
 }
 
-// writePos reads walWritePos from the -shm file next to the WAL, opened
-// once for the open WAL file (and closed with it).
+// writePos reads walWritePos from the -shm file next to the WAL, looked
+// up in the Store's lockedFiles once for the open WAL file.
 func (w *walFile) writePos() (int64, error) {
 	if w.shm == nil {
-		shm, err := os.Open(strings.TrimSuffix(w.path, "-wal") + "-shm")
+		shm, err := w.s.locked.open(strings.TrimSuffix(w.path, "-wal") + "-shm")
 		if err != nil {
 			return 0, err
 		}

@@ -40,6 +40,10 @@ func (s *Store) RestartCheckpointer(interval, writeback time.Duration) {
 	s.ckpt = newCheckpointer(s, interval, writeback)
 }
 
+// StopCheckpointer stops the WAL checkpointer and its writeback, as Close
+// does before it closes the connections.
+func (s *Store) StopCheckpointer() { s.ckpt.close() }
+
 // SetWALReadAheadChunk sets how much of the WAL the read-ahead asks for
 // at each writeback (call it right after RestartCheckpointer).
 func (s *Store) SetWALReadAheadChunk(n int64) { s.ckpt.readAheadChunk.Store(n) }

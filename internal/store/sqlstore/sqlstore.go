@@ -57,6 +57,9 @@ type Store struct {
 	watch clientWatch
 	// ckpt checkpoints the WAL (file-backed SQLite only; checkpoint.go).
 	ckpt *checkpointer
+	// locked holds the checkpointer's descriptors on the files SQLite
+	// locks, closed after the last connection (lockedfiles.go).
+	locked lockedFiles
 	// onCheckpoint observes each of ckpt's passes (OnCheckpoint).
 	onCheckpoint atomic.Pointer[func(CheckpointPass)]
 	// pipelineTried and pipelined count the batches sent as one pipeline
@@ -235,7 +238,9 @@ func (s *Store) Close() error {
 		s.writes.close()
 	}
 	s.stmts.close()
-	return s.db.Close()
+	err := s.db.Close()
+	s.locked.close() // after the connections: see lockedFiles
+	return err
 }
 
 // dialect holds everything that differs between the engines.
