@@ -44,6 +44,10 @@ func (s *Store) RestartCheckpointer(interval, writeback time.Duration) {
 // does before it closes the connections.
 func (s *Store) StopCheckpointer() { s.ckpt.close() }
 
+// DatabaseSyncs is how many times the checkpointer synced the database
+// file before a final pass.
+func (s *Store) DatabaseSyncs() int64 { return s.ckpt.dbSyncs.Load() }
+
 // SetWALReadAheadChunk sets how much of the WAL the read-ahead asks for
 // at each writeback (call it right after RestartCheckpointer).
 func (s *Store) SetWALReadAheadChunk(n int64) { s.ckpt.readAheadChunk.Store(n) }

@@ -14,3 +14,6 @@ func startWriteback(*os.File) error { return errors.ErrUnsupported }
 // adviseWillNeed: the WAL's read-ahead follows its writeback, which only
 // runs on Linux (checkpoint.go).
 func adviseWillNeed(*os.File, int64, int64) error { return errors.ErrUnsupported }
+
+// syncData: fsync where fdatasync is not portable.
+func syncData(f *os.File) error { return f.Sync() }
