@@ -21,6 +21,14 @@ import (
 // MaxFormBytes bounds every request body we parse.
 const MaxFormBytes = 64 << 10
 
+// StatusClientClosedRequest is the status the access log and the metrics
+// give a request whose client went away before the answer (nginx's 499);
+// it reaches no client.
+const StatusClientClosedRequest = 499
+
+// OutcomeCanceled is the Outcome code of such a request.
+const OutcomeCanceled = "canceled"
+
 type ctxKey int
 
 const requestIDKey ctxKey = iota
@@ -43,6 +51,17 @@ func Handle(log *slog.Logger, ew ErrorWriter, h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := h(w, r)
 		if err == nil {
+			return
+		}
+		if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			// The client closed the connection (or the server is shutting
+			// down) before the answer: nobody reads it, and it is not the
+			// server failing, so it is neither logged as an error nor
+			// counted as a server_error.
+			recordOutcome(r.Context(), OutcomeCanceled, "")
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request canceled", slog.String("request_id", RequestID(r.Context())),
+				slog.String("path", r.URL.Path))
+			w.WriteHeader(StatusClientClosedRequest)
 			return
 		}
 		e := oauth.As(err)

@@ -2,8 +2,10 @@ package httpx
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +25,7 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuf) Reset()                      { s.mu.Lock(); defer s.mu.Unlock(); s.b.Reset() }
 
 func decodeOAuth(t *testing.T, body io.Reader) map[string]string {
 	t.Helper()
@@ -382,4 +385,43 @@ func TestStatusRecorderUnwrap(t *testing.T) {
 		}
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+}
+
+// A handler that fails because its client went away is not a server
+// error: it is logged at INFO, its outcome is "canceled" and its status
+// 499 (for the access log and the metrics; no client reads it). The same
+// error while the request is still live is the server's own.
+func TestHandleClientGone(t *testing.T) {
+	var logs syncBuf
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := Handle(log, WriteOAuthError, func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("load client: %w", context.Canceled)
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ctx, outcome := WithOutcome(ctx)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, "/token", nil))
+	if rec.Code != StatusClientClosedRequest || rec.Body.Len() != 0 {
+		t.Errorf("client gone: status %d, body %q; want 499 and nothing", rec.Code, rec.Body)
+	}
+	if outcome.Code != OutcomeCanceled {
+		t.Errorf("client gone: outcome %q, want %q", outcome.Code, OutcomeCanceled)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"level":"INFO","msg":"request canceled"`) || strings.Contains(out, "ERROR") {
+		t.Errorf("client gone: logs %s", out)
+	}
+
+	logs.Reset()
+	ctx, outcome = WithOutcome(context.Background())
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, "/token", nil))
+	if rec.Code != http.StatusInternalServerError || outcome.Code != oauth.ServerError {
+		t.Errorf("live request: status %d, outcome %q; want 500 server_error", rec.Code, outcome.Code)
+	}
+	if out := logs.String(); !strings.Contains(out, `"level":"ERROR","msg":"request failed"`) {
+		t.Errorf("live request: logs %s", out)
+	}
 }

@@ -50,6 +50,7 @@ var (
 		oauth.InvalidRequest: true, oauth.InvalidClient: true, oauth.InvalidGrant: true, oauth.UnauthorizedClient: true,
 		oauth.UnsupportedGrantType: true, oauth.InvalidScope: true, oauth.ServerError: true,
 		oauth.TemporarilyUnavailable: true, oauth.InvalidDPoPProof: true, oauth.AccessDenied: true,
+		httpx.OutcomeCanceled: true, // the client went away before the answer
 	}
 	// Reasons are the stable codes of internal/oauth/reasons.go.
 	Reasons = []string{
