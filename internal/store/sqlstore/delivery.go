@@ -86,7 +86,8 @@ func (s *Store) AdvanceCursor(ctx context.Context, name, owner string, pos int64
 	return s.wrap(err, "advance cursor %q", name)
 }
 
-// CountLiveFamilies is one COUNT over the (offline, idle_expires_at) index.
+// CountLiveFamilies is one COUNT over the (offline, absolute_expires_at)
+// index's live range.
 func (s *Store) CountLiveFamilies(ctx context.Context, now time.Time) (int, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM families

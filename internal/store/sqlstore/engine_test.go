@@ -274,3 +274,118 @@ func TestMigrateClientIDTokenAlg(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateIdleSweep upgrades a database holding families from before
+// migration 0006 (the sweep's own idle_sweep_at): an idle-expired family
+// is still swept, a live one is kept and can still be refreshed.
+func TestMigrateIdleSweep(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"SQLite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "old.db") }},
+		{"Postgres", func(t *testing.T) string { return testdb.PostgresEmptyDSN(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s, err := sqlstore.Open(ctx, tc.dsn(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if err := s.MigrateTo(ctx, 5); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			msAt := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
+			// Two families as version 5 stored them: one idle since long
+			// before keepDead, one in use.
+			for _, f := range []struct {
+				id      string
+				idleExp int64
+			}{{"idle", msAt(-30 * 24 * time.Hour)}, {"live", msAt(time.Hour)}} {
+				_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
+					offline, generation, rotated_at, auth_time, amr, acr, policy_version, credential_epoch, dpop_jkt,
+					created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, revoke_reason)
+					VALUES (?, 'c', 'u', 'openid offline_access', TRUE, 1, ?, ?, 'pwd', '', 0, 0, '', ?, ?, ?, ?, 0, '')`),
+					f.id, msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
+					f.idleExp, msAt(90*24*time.Hour))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// A family written by an older binary after the migration (no
+			// idle_sweep_at: the column's default, 0), idle long ago.
+			_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
+				offline, generation, rotated_at, auth_time, amr, acr, policy_version, credential_epoch, dpop_jkt,
+				created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, revoke_reason)
+				VALUES ('old-binary', 'c', 'u', 'openid offline_access', TRUE, 1, ?, ?, 'pwd', '', 0, 0, '', ?, ?, ?, ?, 0, '')`),
+				msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
+				msAt(-30*24*time.Hour), msAt(90*24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				n, err := s.Sweep(ctx, now, 7*24*time.Hour, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+			}
+			for _, id := range []string{"idle", "old-binary"} {
+				if _, err := s.GetFamily(ctx, id); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("family %q after migrating and sweeping: %v, want it swept", id, err)
+				}
+			}
+			if err := s.RotateFamily(ctx, "live", 1, now, now.Add(time.Hour)); err != nil {
+				t.Errorf("refreshing the live family after migrating: %v", err)
+			}
+		})
+	}
+}
+
+// The sweep moves the idle_sweep_at of a family it finds still in use up
+// to the family's idle expiry, so that it does not look at the family
+// again at every sweep until then (rotations leave idle_sweep_at alone).
+func TestSweepReschedulesIdleFamilies(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := e.open(t)
+			now := time.Date(2002, 3, 1, 0, 0, 0, 0, time.UTC)
+			f := &store.Family{ID: "resched-" + e.name, ClientID: "c", UserID: "u", Scopes: []string{"openid", "offline_access"},
+				Offline: true, Generation: 1, RotatedAt: now.Add(-60 * 24 * time.Hour), AuthTime: now.Add(-60 * 24 * time.Hour),
+				AMR: []string{"pwd"}, CreatedAt: now.Add(-60 * 24 * time.Hour), LastUsedAt: now.Add(-60 * 24 * time.Hour),
+				IdleExpiresAt: now.Add(-30 * 24 * time.Hour), AbsoluteExpiresAt: now.Add(90 * 24 * time.Hour)}
+			if err := s.CreateFamily(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			next := now.Add(time.Hour)
+			if err := s.RotateFamily(ctx, f.ID, 1, now, next); err != nil {
+				t.Fatal(err)
+			}
+			sweepAt := func() int64 {
+				t.Helper()
+				var v int64
+				if err := s.DB().QueryRowContext(ctx, sqlstore.Rebind(s, `SELECT idle_sweep_at FROM families WHERE id = ?`), f.ID).Scan(&v); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			if got, want := sweepAt(), f.IdleExpiresAt.UnixMilli(); got != want {
+				t.Fatalf("idle_sweep_at after the rotation %d, want the first idle expiry %d (rotations leave it alone)", got, want)
+			}
+			if _, err := s.Sweep(ctx, now, 7*24*time.Hour, 10); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sweepAt(), next.UnixMilli(); got != want {
+				t.Errorf("idle_sweep_at after the sweep %d, want the idle expiry %d", got, want)
+			}
+		})
+	}
+}

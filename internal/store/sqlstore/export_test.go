@@ -96,3 +96,6 @@ func (s *Store) CachedStatements() []string {
 	}
 	return out
 }
+
+// Rebind rewrites q's ? placeholders for s's engine.
+func Rebind(s *Store, q string) string { return s.d.rebind(q) }

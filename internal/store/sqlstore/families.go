@@ -60,9 +60,15 @@ func (s *Store) CreateFamily(ctx context.Context, f *store.Family) error {
 	if e.err != nil {
 		return fmt.Errorf("sqlstore: create family %q: %w", f.ID, e.err)
 	}
-	_, err := s.exec(ctx, familyTable.insertSQL(), args...)
+	_, err := s.exec(ctx, createFamilySQL, append(args, ms(f.IdleExpiresAt))...)
 	return s.wrap(err, "create family %q", f.ID)
 }
+
+// createFamilySQL inserts familyTable's columns and idle_sweep_at, which
+// only the sweep reads: it starts at the family's first idle expiry, and
+// rotations, which move idle_expires_at, leave it alone (sweep.go).
+var createFamilySQL = "INSERT INTO families (" + familyTable.colList() + ", idle_sweep_at) VALUES (" +
+	strings.TrimSuffix(strings.Repeat("?, ", len(familyTable.cols)+1), ", ") + ")"
 
 // GetFamily returns the family, revoked or not; store.ErrNotFound for an
 // unknown id.

@@ -32,7 +32,8 @@ type sweepRule struct {
 // code is kept until then so a replay is detected); families revoked more
 // than keepDead ago; offline families whose idle or absolute expiry passed
 // more than keepDead ago; families without a refresh token created more
-// than keepDead+24h ago.
+// than keepDead+24h ago. Idle-expired families are found through
+// idle_sweep_at (rescheduleIdleSweep).
 func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration, batch int) (int, error) {
 	if now.IsZero() {
 		return 0, errors.New("sqlstore: sweep: zero time")
@@ -52,7 +53,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration
 		{{"used_jtis", "jti_key", "expires_at <= ?", []any{nowMS}}},
 		{
 			{"families", "id", "revoked_at > 0 AND revoked_at <= ?", []any{dead}},
-			{"families", "id", "offline = ? AND idle_expires_at > 0 AND idle_expires_at <= ?", []any{true, dead}},
+			{"families", "id", "offline = ? AND idle_sweep_at <= ? AND idle_expires_at > 0 AND idle_expires_at <= ?", []any{true, dead, dead}},
 			{"families", "id", "offline = ? AND absolute_expires_at > 0 AND absolute_expires_at <= ?", []any{true, dead}},
 			{"families", "id", "offline = ? AND created_at <= ?", []any{false, ephemeral}},
 		},
@@ -80,7 +81,24 @@ func (s *Store) Sweep(ctx context.Context, now time.Time, keepDead time.Duration
 			total += int(n)
 		}
 	}
-	return total, nil
+	return total, s.rescheduleIdleSweep(ctx, dead, batch)
+}
+
+// rescheduleIdleSweep moves idle_sweep_at up to idle_expires_at for at
+// most batch families whose idle_sweep_at is at or before dead but which
+// are still in use (refreshed since). Rotations leave idle_sweep_at alone,
+// so that a refresh moves no index entry (migration 0006); it is at or
+// before idle_expires_at, which rotations only ever move later (unless a
+// client's idle lifetime was shortened meanwhile: then the sweep deletes
+// the family later, never sooner). A family's idle_sweep_at is so moved
+// at most once per idle lifetime, by the sweep, off the refresh path. A
+// family created by a binary from before migration 0006 has idle_sweep_at
+// 0, which every sweep selects: it is deleted or given its idle expiry.
+func (s *Store) rescheduleIdleSweep(ctx context.Context, dead int64, batch int) error {
+	_, err := s.exec(ctx, `UPDATE families SET idle_sweep_at = idle_expires_at WHERE id IN
+		(SELECT id FROM families WHERE offline = ? AND idle_sweep_at <= ? AND idle_expires_at > ? LIMIT ?)`,
+		true, dead, dead, batch)
+	return s.wrap(err, "sweep: reschedule idle families")
 }
 
 // PruneAudit deletes up to batch audit events recorded before `before`

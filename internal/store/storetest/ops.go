@@ -254,6 +254,34 @@ func testSweep(t *testing.T, s store.Store) {
 			t.Fatalf("%s was swept", c.name)
 		}
 	}
+
+	// A family whose first idle expiry passed long ago but which was
+	// refreshed since, moving its idle expiry on, is kept: rotations leave
+	// the sweep's own bookkeeping alone (idle_sweep_at in sqlstore), so the
+	// sweep must look at the family's current expiry before deleting it.
+	refreshed := newFamily(t0.Add(-60*24*time.Hour), client, user)
+	refreshed.IdleExpiresAt, refreshed.AbsoluteExpiresAt = past, t0.Add(30*24*time.Hour)
+	must(t, s.CreateFamily(ctx, refreshed), "create family")
+	must(t, s.RotateFamily(ctx, refreshed.ID, refreshed.Generation, recent, later), "rotate family")
+	refreshedAlive := func() bool {
+		_, err := s.GetFamily(ctx, refreshed.ID)
+		return err == nil
+	}
+	_, err := s.Sweep(ctx, t0, keepDead, 1000)
+	must(t, err, "sweep")
+	if !refreshedAlive() {
+		t.Fatal("a family refreshed after its first idle expiry was swept")
+	}
+
+	// Once its new idle expiry has passed by keepDead, the refreshed
+	// family goes too.
+	for rounds = 0; refreshedAlive(); rounds++ {
+		if rounds > 100 {
+			t.Fatal("the refreshed family outlived its idle expiry by keepDead")
+		}
+		_, err = s.Sweep(ctx, later.Add(keepDead+time.Minute), keepDead, batch)
+		must(t, err, "sweep")
+	}
 }
 
 func testMigrate(t *testing.T, s store.Store) {
