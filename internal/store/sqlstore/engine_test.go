@@ -222,11 +222,9 @@ func childWork(path, family string) error {
 	return nil
 }
 
-// TestMigrateClientIDTokenAlg upgrades a database holding a client from
-// before migration 0005 (per-client ID token algorithm): the client keeps
-// every setting, has no algorithm of its own (the server's signing_alg),
-// and can be given one.
-func TestMigrateClientIDTokenAlg(t *testing.T) {
+// atVersion runs fn on a new database of each engine migrated up to
+// version only, as an older binary left it; fn migrates the rest.
+func atVersion(t *testing.T, version int64, fn func(t *testing.T, s *sqlstore.Store)) {
 	for _, tc := range []struct {
 		name string
 		dsn  func(t *testing.T) string
@@ -235,118 +233,114 @@ func TestMigrateClientIDTokenAlg(t *testing.T) {
 		{"Postgres", func(t *testing.T) string { return testdb.PostgresEmptyDSN(t) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			s, err := sqlstore.Open(ctx, tc.dsn(t))
+			s, err := sqlstore.Open(t.Context(), tc.dsn(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { s.Close() })
-			if err := s.MigrateTo(ctx, 4); err != nil {
+			if err := s.MigrateTo(t.Context(), version); err != nil {
 				t.Fatal(err)
 			}
-			// A client row as version 4 stored it.
-			_, err = s.DB().ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, is_public, redirect_uris,
+			fn(t, s)
+		})
+	}
+}
+
+// TestMigrateClientIDTokenAlg upgrades a database holding a client from
+// before migration 0005 (per-client ID token algorithm): the client keeps
+// every setting, has no algorithm of its own (the server's signing_alg),
+// and can be given one.
+func TestMigrateClientIDTokenAlg(t *testing.T) {
+	atVersion(t, 4, func(t *testing.T, s *sqlstore.Store) {
+		ctx := t.Context()
+		var err error
+		// A client row as version 4 stored it.
+		_, err = s.DB().ExecContext(ctx, `INSERT INTO clients (id, name, secret_hash, is_public, redirect_uris,
 				grant_types, scopes, refresh_idle_ms, refresh_absolute_ms, reuse_report_only, require_mfa,
 				policy_version, created_at, updated_at, require_dpop, jwks)
 				VALUES ('legacy', 'Legacy App', 'sha256$abc', FALSE, '["https://app.example/cb"]',
 				'authorization_code refresh_token', 'openid offline_access', 0, 86400000, FALSE, TRUE,
 				2, 1700000000000, 1700000000000, TRUE, '')`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			c, err := s.GetClient(ctx, "legacy")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.IDTokenAlg != "" || c.Name != "Legacy App" || !c.RequireMFA || !c.RequireDPoP || c.PolicyVersion != 2 ||
-				c.RefreshAbsolute != 24*time.Hour || len(c.RedirectURIs) != 1 || len(c.Scopes) != 2 {
-				t.Fatalf("client after migration: %+v", c)
-			}
-			if _, err := s.UpdateClient(ctx, "legacy", func(c *store.Client) error { c.IDTokenAlg = "RS256"; return nil }); err != nil {
-				t.Fatal(err)
-			}
-			if c, err = s.GetClient(ctx, "legacy"); err != nil || c.IDTokenAlg != "RS256" {
-				t.Fatalf("after setting the algorithm: %+v %v", c, err)
-			}
-		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.GetClient(ctx, "legacy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.IDTokenAlg != "" || c.Name != "Legacy App" || !c.RequireMFA || !c.RequireDPoP || c.PolicyVersion != 2 ||
+			c.RefreshAbsolute != 24*time.Hour || len(c.RedirectURIs) != 1 || len(c.Scopes) != 2 {
+			t.Fatalf("client after migration: %+v", c)
+		}
+		if _, err := s.UpdateClient(ctx, "legacy", func(c *store.Client) error { c.IDTokenAlg = "RS256"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if c, err = s.GetClient(ctx, "legacy"); err != nil || c.IDTokenAlg != "RS256" {
+			t.Fatalf("after setting the algorithm: %+v %v", c, err)
+		}
+	})
 }
 
 // TestMigrateIdleSweep upgrades a database holding families from before
 // migration 0006 (the sweep's own idle_sweep_at): an idle-expired family
 // is still swept, a live one is kept and can still be refreshed.
 func TestMigrateIdleSweep(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		dsn  func(t *testing.T) string
-	}{
-		{"SQLite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "old.db") }},
-		{"Postgres", func(t *testing.T) string { return testdb.PostgresEmptyDSN(t) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			s, err := sqlstore.Open(ctx, tc.dsn(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if err := s.MigrateTo(ctx, 5); err != nil {
-				t.Fatal(err)
-			}
-			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-			msAt := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
-			// Two families as version 5 stored them: one idle since long
-			// before keepDead, one in use.
-			for _, f := range []struct {
-				id      string
-				idleExp int64
-			}{{"idle", msAt(-30 * 24 * time.Hour)}, {"live", msAt(time.Hour)}} {
-				_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
+	atVersion(t, 5, func(t *testing.T, s *sqlstore.Store) {
+		ctx := t.Context()
+		var err error
+		now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+		msAt := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
+		// Two families as version 5 stored them: one idle since long
+		// before keepDead, one in use.
+		for _, f := range []struct {
+			id      string
+			idleExp int64
+		}{{"idle", msAt(-30 * 24 * time.Hour)}, {"live", msAt(time.Hour)}} {
+			_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
 					offline, generation, rotated_at, auth_time, amr, acr, policy_version, credential_epoch, dpop_jkt,
 					created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, revoke_reason)
 					VALUES (?, 'c', 'u', 'openid offline_access', TRUE, 1, ?, ?, 'pwd', '', 0, 0, '', ?, ?, ?, ?, 0, '')`),
-					f.id, msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
-					f.idleExp, msAt(90*24*time.Hour))
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			// A family written by an older binary after the migration (no
-			// idle_sweep_at: the column's default, 0), idle long ago.
-			_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
-				offline, generation, rotated_at, auth_time, amr, acr, policy_version, credential_epoch, dpop_jkt,
-				created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, revoke_reason)
-				VALUES ('old-binary', 'c', 'u', 'openid offline_access', TRUE, 1, ?, ?, 'pwd', '', 0, 0, '', ?, ?, ?, ?, 0, '')`),
-				msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
-				msAt(-30*24*time.Hour), msAt(90*24*time.Hour))
+				f.id, msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
+				f.idleExp, msAt(90*24*time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
-			for {
-				n, err := s.Sweep(ctx, now, 7*24*time.Hour, 10)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A family written by an older binary after the migration (no
+		// idle_sweep_at: the column's default, 0), idle long ago.
+		_, err = s.DB().ExecContext(ctx, sqlstore.Rebind(s, `INSERT INTO families (id, client_id, user_id, scopes,
+				offline, generation, rotated_at, auth_time, amr, acr, policy_version, credential_epoch, dpop_jkt,
+				created_at, last_used_at, idle_expires_at, absolute_expires_at, revoked_at, revoke_reason)
+				VALUES ('old-binary', 'c', 'u', 'openid offline_access', TRUE, 1, ?, ?, 'pwd', '', 0, 0, '', ?, ?, ?, ?, 0, '')`),
+			msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour), msAt(-40*24*time.Hour),
+			msAt(-30*24*time.Hour), msAt(90*24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			n, err := s.Sweep(ctx, now, 7*24*time.Hour, 10)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, id := range []string{"idle", "old-binary"} {
-				if _, err := s.GetFamily(ctx, id); !errors.Is(err, store.ErrNotFound) {
-					t.Errorf("family %q after migrating and sweeping: %v, want it swept", id, err)
-				}
+			if n == 0 {
+				break
 			}
-			if err := s.RotateFamily(ctx, "live", 1, now, now.Add(time.Hour)); err != nil {
-				t.Errorf("refreshing the live family after migrating: %v", err)
+		}
+		for _, id := range []string{"idle", "old-binary"} {
+			if _, err := s.GetFamily(ctx, id); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("family %q after migrating and sweeping: %v, want it swept", id, err)
 			}
-		})
-	}
+		}
+		if err := s.RotateFamily(ctx, "live", 1, now, now.Add(time.Hour)); err != nil {
+			t.Errorf("refreshing the live family after migrating: %v", err)
+		}
+	})
 }
 
 // The sweep moves the idle_sweep_at of a family it finds still in use up
