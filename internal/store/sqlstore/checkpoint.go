@@ -275,11 +275,11 @@ func (c *checkpointer) checkpoint() {
 // does not depend on it: the final pass still syncs. A failure is left to
 // that sync.
 func (c *checkpointer) syncDatabase() {
-	path, err := c.s.walPath()
+	path, err := c.s.dbPath()
 	if err != nil {
 		return
 	}
-	f, err := c.s.locked.open(strings.TrimSuffix(path, "-wal"))
+	f, err := c.s.locked.open(path)
 	if err != nil {
 		return
 	}
@@ -341,9 +341,9 @@ type walFile struct {
 	shm  *os.File // the WAL index (-shm) while f is open, for writePos; not closed here
 }
 
-// walPath is the path of the Store's WAL file, from PRAGMA database_list;
-// errors.ErrUnsupported for a database that is not a file.
-func (s *Store) walPath() (string, error) {
+// dbPath is the path of the Store's database file, from PRAGMA
+// database_list; errors.ErrUnsupported for a database that is not a file.
+func (s *Store) dbPath() (string, error) {
 	var (
 		seq        int
 		name, file string
@@ -354,7 +354,13 @@ func (s *Store) walPath() (string, error) {
 	if file == "" {
 		return "", errors.ErrUnsupported // not a file
 	}
-	return file + "-wal", nil
+	return file, nil
+}
+
+// walPath is the path of the Store's WAL file, next to the database's.
+func (s *Store) walPath() (string, error) {
+	path, err := s.dbPath()
+	return path + "-wal", err
 }
 
 // writeback starts writing the WAL's dirty pages, (re)opening the file if
